@@ -1,0 +1,206 @@
+"""U-Net backbones: a dimension-agnostic core (``UNet``) and the 2D image net ``UNet2D``.
+
+``net(x_in, c_noise, cond=None) -> Tensor`` of the same shape as ``x_in``. The net knows nothing about
+diffusion: ``c_noise`` (B,) is any per-sample number of order one (EDM: ln(σ)/4), embedded with Fourier features.
+
+Architecture (ADM-style, sized for CPUs): conv-in, then per resolution level ``num_res_blocks`` residual blocks
+(GroupNorm + SiLU, FiLM from the embedding), optional self-attention and text cross-attention, a stride-2
+downsample; a middle block; the mirrored decoder with skip concatenation and one extra block per level; and a
+zero-initialised GroupNorm-SiLU-conv output. The embedding is noise + projected pooled text + class label.
+The 1D net (``unet1d.py``) is the same core with ``dims=1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rill.nets.layers import (
+    Cond,
+    CondEmbedding,
+    CrossAttention,
+    Downsample,
+    ResBlock,
+    SelfAttention,
+    Upsample,
+    check_positive,
+    conv_nd,
+    group_norm,
+    make_config,
+    zero_,
+)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Fields shared by the 2D and 1D U-Nets. Resolutions are feature-map sizes (e.g. 16 = the 16×16 maps)."""
+
+    in_channels: int = 3
+    out_channels: int | None = None  # None -> in_channels
+    channels: int = 64  # base width; level i has channels * channel_mult[i]
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: tuple[int, ...] = ()  # self-attention at these feature-map sizes
+    cross_attn_resolutions: tuple[int, ...] = ()  # text cross-attention at these sizes (needs context_dim)
+    mid_attn: bool = True  # self-attention (and cross-attention if context_dim) in the middle block
+    context_dim: int = 0  # width D of cond["tokens"]; 0 = no cross-attention
+    pooled_dim: int = 0  # width of cond["pooled"]; 0 = ignored
+    num_classes: int = 0  # 0 = no label embedding
+    head_dim: int = 32
+    emb_dim: int | None = None  # None -> 4 * channels
+    dropout: float = 0.0
+
+    @property
+    def resolved_out_channels(self) -> int:
+        return self.out_channels or self.in_channels
+
+    @property
+    def resolved_emb_dim(self) -> int:
+        return self.emb_dim or 4 * self.channels
+
+    def __post_init__(self) -> None:
+        for name in ("channel_mult", "attn_resolutions", "cross_attn_resolutions"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        for name in ("in_channels", "channels", "num_res_blocks", "head_dim"):
+            check_positive(self, name)
+        for name in ("out_channels", "emb_dim"):
+            if getattr(self, name) is not None:
+                check_positive(self, name)
+        for name in ("context_dim", "pooled_dim", "num_classes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.channel_mult or min(self.channel_mult) < 1:
+            raise ValueError(f"channel_mult must be a non-empty tuple of positive ints, got {self.channel_mult}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.cross_attn_resolutions and not self.context_dim:
+            raise ValueError(
+                f"cross_attn_resolutions={self.cross_attn_resolutions} needs context_dim > 0 (the width of "
+                "cond['tokens']); set context_dim or cross_attn_resolutions=()"
+            )
+
+
+@dataclass(frozen=True)
+class UNet2DConfig(UNetConfig):
+    image_size: int = 32  # height = width of the training images; decides where attention goes
+
+
+class UNetLayer(nn.Module):
+    """One residual block, optionally followed by self-attention and text cross-attention."""
+
+    def __init__(self, dims: int, in_ch: int, out_ch: int, cfg: UNetConfig, attn: bool, cross: bool) -> None:
+        super().__init__()
+        self.res = ResBlock(dims, in_ch, out_ch, cfg.resolved_emb_dim, cfg.dropout)
+        self.attn = SelfAttention(out_ch, cfg.head_dim) if attn else None
+        self.cross = CrossAttention(out_ch, cfg.context_dim, cfg.head_dim) if cross else None
+
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None, mask: Tensor | None) -> Tensor:
+        x = self.res(x, emb)
+        if self.attn is not None:
+            x = self.attn(x)
+        if self.cross is not None:
+            x = self.cross(x, context, mask)
+        return x
+
+
+class UNet(nn.Module):
+    """Dimension-agnostic U-Net core; use ``UNet2D`` (images) or ``UNet1D`` (signals)."""
+
+    kind: str = "unet"
+
+    def __init__(self, config: UNetConfig, dims: int, size: int) -> None:
+        super().__init__()
+        self.config = config
+        self.dims = dims
+        cfg = config
+        levels = len(cfg.channel_mult)
+        sizes = [size // 2**i for i in range(levels)]
+        if size % 2 ** (levels - 1):
+            raise ValueError(
+                f"size {size} must be divisible by 2**(len(channel_mult) - 1) = {2 ** (levels - 1)} "
+                f"(channel_mult={cfg.channel_mult})"
+            )
+        for name in ("attn_resolutions", "cross_attn_resolutions"):
+            bad = sorted(set(getattr(cfg, name)) - set(sizes))
+            if bad:
+                raise ValueError(f"{name} contains {bad}, but the feature-map sizes are {sizes}")
+        self.min_size = 2 ** (levels - 1)
+        ctx = cfg.context_dim > 0
+
+        noise_features = max(16, cfg.channels - cfg.channels % 2)
+        self.embed = CondEmbedding(cfg.resolved_emb_dim, noise_features, cfg.pooled_dim, cfg.num_classes)
+        self.conv_in = conv_nd(dims, cfg.in_channels, cfg.channels, 3, padding=1)
+
+        ch = cfg.channels
+        skip_chs = [ch]
+        self.down = nn.ModuleList()
+        for level, mult in enumerate(cfg.channel_mult):
+            attn, cross = sizes[level] in cfg.attn_resolutions, sizes[level] in cfg.cross_attn_resolutions
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(UNetLayer(dims, ch, cfg.channels * mult, cfg, attn, cross))
+                ch = cfg.channels * mult
+                skip_chs.append(ch)
+            if level < levels - 1:
+                self.down.append(Downsample(dims, ch))
+                skip_chs.append(ch)
+
+        self.mid = UNetLayer(dims, ch, ch, cfg, cfg.mid_attn, cfg.mid_attn and ctx)
+        self.mid_res = ResBlock(dims, ch, ch, cfg.resolved_emb_dim, cfg.dropout)
+
+        self.up = nn.ModuleList()
+        for level in reversed(range(levels)):
+            attn, cross = sizes[level] in cfg.attn_resolutions, sizes[level] in cfg.cross_attn_resolutions
+            out_ch = cfg.channels * cfg.channel_mult[level]
+            for _ in range(cfg.num_res_blocks + 1):
+                self.up.append(UNetLayer(dims, ch + skip_chs.pop(), out_ch, cfg, attn, cross))
+                ch = out_ch
+            if level > 0:
+                self.up.append(Upsample(dims, ch))
+
+        self.norm_out = group_norm(ch)
+        self.conv_out = zero_(conv_nd(dims, ch, cfg.resolved_out_channels, 3, padding=1))
+
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Cond | None = None) -> Tensor:
+        if x_in.ndim != self.dims + 2 or x_in.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects x_in of shape (B, {self.config.in_channels}, "
+                f"{', '.join('*' * self.dims)}), got {tuple(x_in.shape)}"
+            )
+        if any(s % self.min_size for s in x_in.shape[2:]):
+            raise ValueError(f"spatial size {tuple(x_in.shape[2:])} must be divisible by {self.min_size}")
+        emb = self.embed(c_noise, cond, x_in.shape[0])  # (B, E)
+        context = mask = None
+        if self.config.context_dim and cond:
+            context, mask = cond.get("tokens"), cond.get("mask")
+            if context is None:
+                mask = None
+
+        h = self.conv_in(x_in)  # (B, C, *S)
+        skips = [h]
+        for layer in self.down:
+            h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask)
+            skips.append(h)
+        h = self.mid_res(self.mid(h, emb, context, mask), emb)
+        for layer in self.up:
+            if isinstance(layer, Upsample):
+                h = layer(h)
+            else:
+                h = layer(torch.cat([h, skips.pop()], dim=1), emb, context, mask)
+        return self.conv_out(F.silu(self.norm_out(h)))  # same shape as x_in (when out_channels == in_channels)
+
+
+class UNet2D(UNet):
+    """2D U-Net for images ``(B, C, H, W)`` with text cross-attention, pooled-text and class conditioning.
+
+    Build it from a config (``UNet2D(UNet2DConfig(...))``), from keywords (``UNet2D(channels=32, ...)``) or
+    both (keywords override the config). The config is kept as ``net.config``.
+    """
+
+    kind = "unet2d"
+
+    def __init__(self, config: UNet2DConfig | None = None, **overrides) -> None:
+        cfg = make_config(UNet2DConfig, config, overrides)
+        super().__init__(cfg, dims=2, size=cfg.image_size)
