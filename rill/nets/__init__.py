@@ -5,9 +5,19 @@
 """
 
 from rill.nets.mlp import MLP, MLPConfig
-from rill.nets.presets import NETS, PRESETS, build_net, count_parameters, get_config, net_config
 from rill.nets.unet import UNet, UNet2D, UNet2DConfig, UNetConfig
 from rill.nets.unet1d import UNet1D, UNet1DConfig
+
+_PRESET_NAMES = ("NETS", "PRESETS", "build_net", "count_parameters", "get_config", "net_config")
+
+
+def __getattr__(name: str):  # lazy, so that `python -m rill.nets.presets` runs without a runpy warning
+    if name in _PRESET_NAMES:
+        from rill.nets import presets
+
+        return getattr(presets, name)
+    raise AttributeError(f"module 'rill.nets' has no attribute {name!r}")
+
 
 __all__ = [
     "MLP",

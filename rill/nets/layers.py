@@ -74,6 +74,28 @@ def _bcast(v: Tensor, ndim: int) -> Tensor:
     return v.reshape(*v.shape, *(1,) * (ndim - v.ndim))
 
 
+def patchify(x: Tensor, p: int) -> Tensor:
+    """(B, C, *S) -> (B, C·p^d, *S/p): fold p×…×p patches into channels (``pixel_unshuffle`` order for 2D)."""
+    if p == 1:
+        return x
+    B, C, *S = x.shape
+    d = len(S)
+    x = x.reshape(B, C, *[v for s in S for v in (s // p, p)])  # (B, C, S1/p, p, S2/p, p, ...)
+    x = x.permute(0, 1, *[3 + 2 * i for i in range(d)], *[2 + 2 * i for i in range(d)])
+    return x.reshape(B, C * p**d, *[s // p for s in S])
+
+
+def unpatchify(x: Tensor, p: int) -> Tensor:
+    """Inverse of ``patchify``: (B, C·p^d, *S) -> (B, C, *S·p) (``pixel_shuffle`` order for 2D)."""
+    if p == 1:
+        return x
+    B, Cp, *S = x.shape
+    d = len(S)
+    x = x.reshape(B, Cp // p**d, *[p] * d, *S)  # (B, C, p, ..., S1, ...)
+    x = x.permute(0, 1, *[v for i in range(d) for v in (2 + d + i, 2 + i)])  # (B, C, S1, p, S2, p, ...)
+    return x.reshape(B, Cp // p**d, *[s * p for s in S])
+
+
 class FourierEmbedding(nn.Module):
     """``c_noise`` (B,) -> (B, dim) cos/sin features at fixed log-spaced frequencies (not learned, not saved).
 

@@ -30,19 +30,26 @@ from rill.nets.layers import (
     conv_nd,
     group_norm,
     make_config,
+    patchify,
+    unpatchify,
     zero_,
 )
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Fields shared by the 2D and 1D U-Nets. Resolutions are feature-map sizes (e.g. 16 = the 16×16 maps)."""
+    """Fields shared by the 2D and 1D U-Nets.
+
+    Resolutions are feature-map sizes inside the net (e.g. 16 = the 16×16 maps); with ``patch_size`` p the
+    first level works at size / p (p×p patches are folded into channels, a big saving on CPU).
+    """
 
     in_channels: int = 3
     out_channels: int | None = None  # None -> in_channels
     channels: int = 64  # base width; level i has channels * channel_mult[i]
     channel_mult: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 2
+    patch_size: int = 1  # fold p×p input patches into channels before the first conv (pixel-unshuffle)
     attn_resolutions: tuple[int, ...] = ()  # self-attention at these feature-map sizes
     cross_attn_resolutions: tuple[int, ...] = ()  # text cross-attention at these sizes (needs context_dim)
     mid_attn: bool = True  # self-attention (and cross-attention if context_dim) in the middle block
@@ -64,7 +71,7 @@ class UNetConfig:
     def __post_init__(self) -> None:
         for name in ("channel_mult", "attn_resolutions", "cross_attn_resolutions"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        for name in ("in_channels", "channels", "num_res_blocks", "head_dim"):
+        for name in ("in_channels", "channels", "num_res_blocks", "head_dim", "patch_size"):
             check_positive(self, name)
         for name in ("out_channels", "emb_dim"):
             if getattr(self, name) is not None:
@@ -116,23 +123,23 @@ class UNet(nn.Module):
         self.config = config
         self.dims = dims
         cfg = config
-        levels = len(cfg.channel_mult)
-        sizes = [size // 2**i for i in range(levels)]
-        if size % 2 ** (levels - 1):
+        levels, p = len(cfg.channel_mult), cfg.patch_size
+        self.min_size = p * 2 ** (levels - 1)  # inputs must be divisible by this
+        if size % self.min_size:
             raise ValueError(
-                f"size {size} must be divisible by 2**(len(channel_mult) - 1) = {2 ** (levels - 1)} "
-                f"(channel_mult={cfg.channel_mult})"
+                f"size {size} must be divisible by patch_size * 2**(len(channel_mult) - 1) = {self.min_size} "
+                f"(patch_size={p}, channel_mult={cfg.channel_mult})"
             )
+        sizes = [size // p // 2**i for i in range(levels)]
         for name in ("attn_resolutions", "cross_attn_resolutions"):
             bad = sorted(set(getattr(cfg, name)) - set(sizes))
             if bad:
                 raise ValueError(f"{name} contains {bad}, but the feature-map sizes are {sizes}")
-        self.min_size = 2 ** (levels - 1)
         ctx = cfg.context_dim > 0
 
         noise_features = max(16, cfg.channels - cfg.channels % 2)
         self.embed = CondEmbedding(cfg.resolved_emb_dim, noise_features, cfg.pooled_dim, cfg.num_classes)
-        self.conv_in = conv_nd(dims, cfg.in_channels, cfg.channels, 3, padding=1)
+        self.conv_in = conv_nd(dims, cfg.in_channels * p**dims, cfg.channels, 3, padding=1)
 
         ch = cfg.channels
         skip_chs = [ch]
@@ -161,7 +168,7 @@ class UNet(nn.Module):
                 self.up.append(Upsample(dims, ch))
 
         self.norm_out = group_norm(ch)
-        self.conv_out = zero_(conv_nd(dims, ch, cfg.resolved_out_channels, 3, padding=1))
+        self.conv_out = zero_(conv_nd(dims, ch, cfg.resolved_out_channels * p**dims, 3, padding=1))
 
     def forward(self, x_in: Tensor, c_noise: Tensor, cond: Cond | None = None) -> Tensor:
         if x_in.ndim != self.dims + 2 or x_in.shape[1] != self.config.in_channels:
@@ -178,7 +185,7 @@ class UNet(nn.Module):
             if context is None:
                 mask = None
 
-        h = self.conv_in(x_in)  # (B, C, *S)
+        h = self.conv_in(patchify(x_in, self.config.patch_size))  # (B, C, *S/p)
         skips = [h]
         for layer in self.down:
             h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask)
@@ -189,7 +196,8 @@ class UNet(nn.Module):
                 h = layer(h)
             else:
                 h = layer(torch.cat([h, skips.pop()], dim=1), emb, context, mask)
-        return self.conv_out(F.silu(self.norm_out(h)))  # same shape as x_in (when out_channels == in_channels)
+        out = self.conv_out(F.silu(self.norm_out(h)))  # (B, C_out·p^dims, *S/p)
+        return unpatchify(out, self.config.patch_size)  # (B, C_out, *S)
 
 
 class UNet2D(UNet):
