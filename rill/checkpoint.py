@@ -99,7 +99,7 @@ def flatten_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, Tenso
     for pid, st in state_dict["state"].items():
         for key, value in st.items():
             if isinstance(value, Tensor):
-                tensors[f"state.{pid}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"state.{pid}.{key}"] = value.detach().cpu().clone()  # a snapshot, not a view
             elif isinstance(value, (int, float, bool, str)) or value is None:
                 scalars.setdefault(str(pid), {})[key] = value
             else:

@@ -212,10 +212,12 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     from .data import load_dataset
 
     cfg = config
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     ckpt = _resolve_resume(cfg, resume)
-    acc = Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
+    # accelerate runs several CPU processes (gloo, e.g. under torchrun) only when told cpu=True
+    on_cpu = cfg.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    acc = Accelerator(cpu=on_cpu, mixed_precision=cfg.mixed_precision)
+    if cfg.num_threads:  # after the Accelerator, which may pick its own thread count for CPU processes
+        torch.set_num_threads(cfg.num_threads)
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     out = Path(cfg.out_dir)
     if main:

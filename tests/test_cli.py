@@ -126,7 +126,7 @@ def test_generate_png_matches_generate_api(tiny_ckpt, tmp_path):
 def test_info_and_samplers(tiny_ckpt, capsys):
     assert main(["info", str(tiny_ckpt)]) == 0
     text = capsys.readouterr().out
-    assert "rill-model/1" in text and "parameters:" in text and "step: 7" in text and "'class'" in text
+    assert "rill-model/1" in text and "text encoder: digits" in text and "step: 7" in text
     n_params = sum(p.numel() for n, p in _tensors(tiny_ckpt).items())
     assert f"{n_params:,}" in text
     assert main(["samplers"]) == 0

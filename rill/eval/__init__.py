@@ -1,0 +1,1 @@
+"""Evaluation pieces (metrics, feature nets, adherence, likelihood); `rill.evaluate` is the public face."""

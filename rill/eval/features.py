@@ -1,7 +1,9 @@
 """Feature networks for Fréchet distance and precision / recall, and the digit classifier for adherence.
 
 Offline default: a small CNN that rill trains on the dataset's own real images (about a minute on a CPU) and
-caches as safetensors + JSON; its penultimate layer (128 numbers) is the feature. digits: 10 classes; shapes:
+caches as safetensors + JSON; its penultimate layer (128 numbers) is the feature. Features, not adherence: the
+digit classifier that judges prompt adherence (`DigitJudge`, adherence.py) is a separate model fitted only on
+the held-out digits. digits: 10 classes; shapes:
 multi-label (colour, shape) pairs present + occupied 3x3 cells + sizes present, so the features see what the
 captions say. Pretrained Inception / CLIP / DINOv2 features load through transformers from a LOCAL folder only
 (`HFImageFeatures`); nothing is downloaded.
@@ -97,14 +99,14 @@ def dataset_arrays(dataset: str, split: str, n: int | None = None, seed: int = 0
 
 
 def train_classifier(images: Tensor, targets: Tensor, *, epochs: int = 20, batch_size: int = 128, lr: float = 2e-3,
-                     seed: int = 0, shift: int = 1, log: bool = False) -> FeatureCNN:
+                     width: int = 32, seed: int = 0, shift: int = 1, log: bool = False) -> FeatureCNN:
     """Train a FeatureCNN: cross-entropy for class ids (1-D long targets), binary cross-entropy for multi-hot
     targets. Random translations by up to `shift` pixels augment the (few) real images."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     multilabel = targets.ndim == 2
     outputs = targets.shape[1] if multilabel else int(targets.max()) + 1
-    net = FeatureCNN(images.shape[1], images.shape[-1], outputs)
+    net = FeatureCNN(images.shape[1], images.shape[-1], outputs, width=width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * max(1, len(images) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -132,27 +134,23 @@ def train_classifier(images: Tensor, targets: Tensor, *, epochs: int = 20, batch
     return net.eval().requires_grad_(False)
 
 
-def _recipe(dataset: str, purpose: str) -> dict[str, Any]:
-    """What a cached net was trained on. purpose "features": all real images; "adherence": only the held-out split
-    (digits), so the classifier never saw the images the generator was trained on."""
-    if purpose not in ("features", "adherence"):
-        raise ValueError(f"purpose must be 'features' or 'adherence', got {purpose!r}")
-    split = "heldout" if purpose == "adherence" else "all"
-    n = 6000 if dataset == "shapes" else None
-    epochs = {"digits": 60 if purpose == "adherence" else 30, "shapes": 8}.get(dataset, 10)
-    return {"version": VERSION, "dataset": dataset, "purpose": purpose, "split": split, "n": n, "epochs": epochs,
-            "seed": 0}
+def _recipe(dataset: str) -> dict[str, Any]:
+    """What a cached feature net is trained on: the dataset's real images ("all" split)."""
+    if dataset == "shapes":
+        return {"version": VERSION, "dataset": dataset, "split": "all", "n": 4000, "epochs": 5, "width": 16,
+                "seed": 0}
+    return {"version": VERSION, "dataset": dataset, "split": "all", "n": None, "epochs": 15, "width": 32, "seed": 0}
 
 
-def classifier_for(dataset: str, purpose: str = "features", directory: str | os.PathLike | None = None,
-                   log: bool = True) -> FeatureCNN:
-    """The cached evaluation net for `dataset` ("digits" | "shapes"), trained on first use and stored as
-    `{directory}/{dataset}-{purpose}.safetensors` + `.json` (the recipe; a different recipe retrains)."""
+def classifier_for(dataset: str, directory: str | os.PathLike | None = None, log: bool = True) -> FeatureCNN:
+    """The cached feature net for `dataset` ("digits" | "shapes"), trained on first use (about a minute on a
+    CPU) and stored as `{directory}/{dataset}-features.safetensors` + `.json` (the recipe; another recipe or
+    VERSION retrains)."""
     from safetensors.torch import load_file, save_file
 
-    recipe = _recipe(dataset, purpose)
+    recipe = _recipe(dataset)
     folder = cache_dir(directory)
-    weights, meta = folder / f"{dataset}-{purpose}.safetensors", folder / f"{dataset}-{purpose}.json"
+    weights, meta = folder / f"{dataset}-features.safetensors", folder / f"{dataset}-features.json"
     if weights.is_file() and meta.is_file():
         info = json.loads(meta.read_text())
         if info.get("recipe") == recipe:
@@ -160,10 +158,10 @@ def classifier_for(dataset: str, purpose: str = "features", directory: str | os.
             net.load_state_dict(load_file(str(weights)))
             return net.eval().requires_grad_(False)
     if log:
-        print(f"rill eval: training the {dataset} {purpose} classifier on real {recipe['split']} images "
-              f"(once; cached in {folder})")
+        print(f"rill eval: training the {dataset} feature net on real images (once; cached in {folder})")
     images, targets = dataset_arrays(dataset, recipe["split"], recipe["n"], seed=recipe["seed"])
-    net = train_classifier(images, targets, epochs=recipe["epochs"], seed=recipe["seed"], log=log)
+    net = train_classifier(images, targets, epochs=recipe["epochs"], width=recipe["width"], seed=recipe["seed"],
+                           log=log)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = weights.with_name(weights.name + f".tmp-{os.getpid()}")
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))

@@ -51,7 +51,9 @@ class _Drift:
         with torch.enable_grad():
             x = xf.to(self.device, self.dtype).reshape(b, *self.shape).requires_grad_(True)
             den = self.denoiser(x, sigma_batch(math.exp(u), x), self.cond)
-            if self.trace == "exact":
+            if not den.requires_grad:  # a denoiser that ignores x: its Jacobian is zero
+                tr = torch.zeros(b, dtype=torch.float64, device=self.device)
+            elif self.trace == "exact":
                 tr = torch.zeros(b, dtype=torch.float64, device=self.device)
                 flat = den.reshape(b, d)
                 for i in range(d):  # row i of each sample's Jacobian; samples are independent of each other

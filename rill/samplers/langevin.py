@@ -8,9 +8,15 @@ The step to σ = 0 is the predictor alone, which returns D. Denoiser calls: n + 
 Differences from the reference code (score_sde's LangevinCorrector), both deliberate:
 - the step size ε = 2·(r·‖z‖/‖score‖)² uses each sample's own norms (the reference averages them over the
   batch), so a sample does not depend on its batch neighbours;
-- ε is capped at `max_step`·σ². Per sample, ‖z‖²/‖score‖² is heavy-tailed in low dimension (F-distributed for
-  a Gaussian), and −∇² log p_σ = (I − Cov[x0 | x]/σ²)/σ² ≼ I/σ² for *any* data, so ε ≤ σ² stays within half of
-  the Langevin stability limit 2/L. In high dimension the cap is never reached (ε ≈ 2r²σ²).
+- ε is capped at `max_step`·2r²σ², `max_step` times the value the rule takes in high dimension, where ‖z‖² ≈ d
+  and ‖score‖² ≈ d/σ² (so the cap is not reached there). In low dimension ‖z‖²/‖score‖² is heavy-tailed
+  (F-distributed for a Gaussian) and largest near the modes; uncapped, those rare huge steps inflate the
+  variance of the samples (measured on a 2-D mixture: +15 to +30 standard errors). ε is also kept ≤ σ², half
+  the Langevin stability limit 2/L, since −∇² log p_σ = (I − Cov[x0 | x]/σ²)/σ² ≼ I/σ² for any data.
+- Any state-dependent ε biases the chain: its continuous limit dx = ε(x)∇log p dt + sqrt(2ε(x)) dW has
+  stationary density ∝ p(x)/ε(x). In high dimension ε(x) is nearly constant and the bias vanishes (measured on
+  a 16-D mixture: variance within 1 % after 200 steps); in 2-D the "snr" rule inflates the variance by ~10 %
+  after 200 steps, and more correctors make it worse. step_rule="fixed" (ε = 2r²σ²) has no such bias.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from ..utils import append_dims
 from ._common import Callback, Generator, ancestral_sigmas, check_inputs, denoise, noise_like
 
 _PREDICTORS = ("ancestral", "reverse_diffusion", "none")
+_STEP_RULES = ("snr", "fixed")
 
 
 def langevin_nfe(n: int, opts: dict) -> int:
@@ -37,19 +44,23 @@ def _per_sample_norm(t: Tensor) -> Tensor:
 
 def sample_langevin(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None,
                     callback: Callback = None, n_corrector: int = 1, snr: float = 0.16,
-                    predictor: str = "ancestral", max_step: float = 1.0) -> Tensor:
+                    predictor: str = "ancestral", step_rule: str = "snr", max_step: float = 2.0) -> Tensor:
     """Predictor–corrector sampling with annealed Langevin correctors (Song et al. 2021, Alg. 4 / 5).
 
     n_corrector: Langevin steps after each predictor step (0: the predictor alone).
     snr: r in ε = 2·(r·‖z‖/‖score‖)² (Song et al. use 0.16 for VE models on CIFAR-10).
     predictor: "ancestral" (DDPM posterior step, = euler_ancestral), "reverse_diffusion" (Alg. 4's
         Euler–Maruyama step of the reverse VE SDE) or "none" (pure annealed Langevin, Song & Ermon 2019).
-    max_step: cap ε ≤ max_step·σ² (module docstring); inf disables it.
+    step_rule: "snr" (Song et al.'s rule, per sample) or "fixed" (ε = 2r²σ², the value "snr" takes in high
+        dimension; state-independent, so unbiased in low dimension — see the module docstring).
+    max_step: cap ε ≤ min(max_step·2r²σ², σ²) (module docstring); inf keeps only the σ² bound.
     """
     if int(n_corrector) != n_corrector or n_corrector < 0:
         raise ValueError(f"langevin: n_corrector must be a non-negative integer, got {n_corrector!r}")
     if not snr > 0 or not max_step > 0:
         raise ValueError(f"langevin: snr and max_step must be > 0, got snr={snr}, max_step={max_step}")
+    if step_rule not in _STEP_RULES:
+        raise ValueError(f"langevin: step_rule must be one of {_STEP_RULES}, got {step_rule!r}")
     if predictor not in _PREDICTORS:
         raise ValueError(f"langevin: predictor must be one of {_PREDICTORS}, got {predictor!r}")
     s = check_inputs(x, sigmas)
@@ -70,16 +81,19 @@ def sample_langevin(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator
             dvar = sigma**2 - sigma_next**2
             x = x + (dvar / sigma**2) * (denoised - x) + noise_like(x, generator) * math.sqrt(dvar)
         for _ in range(int(n_corrector)):
-            x = _langevin_step(denoiser, x, sigma_next, cond, generator, snr, max_step)
+            x = _langevin_step(denoiser, x, sigma_next, cond, generator, snr, step_rule, max_step)
     return x
 
 
-def _langevin_step(denoiser, x: Tensor, sigma: float, cond, generator: Generator, snr: float,
+def _langevin_step(denoiser, x: Tensor, sigma: float, cond, generator: Generator, snr: float, step_rule: str,
                    max_step: float) -> Tensor:
-    # Song et al. 2021, Alg. 5: ε = 2(r‖z‖/‖g‖)², x ← x + ε·g + sqrt(2ε)·z, with g = (D − x)/σ²
-    g = (denoise(denoiser, x, sigma, cond) - x) / sigma**2
+    g = (denoise(denoiser, x, sigma, cond) - x) / sigma**2  # score, EDM Eq. 3
     z = noise_like(x, generator)
+    if step_rule == "fixed":
+        eps = min(2 * snr**2, 1.0) * sigma**2
+        return x + eps * g + math.sqrt(2 * eps) * z
+    # Song et al. 2021, Alg. 5: ε = 2(r‖z‖/‖g‖)², x ← x + ε·g + sqrt(2ε)·z
     ratio = _per_sample_norm(z) / _per_sample_norm(g).clamp(min=torch.finfo(x.dtype).tiny)
-    eps = (2 * (snr * ratio) ** 2).clamp(max=max_step * sigma**2)  # (B,)
+    eps = (2 * (snr * ratio) ** 2).clamp(max=min(max_step * 2 * snr**2, 1.0) * sigma**2)  # (B,)
     eps = append_dims(eps, x.ndim)
     return x + eps * g + (2 * eps).sqrt() * z

@@ -1,0 +1,89 @@
+"""Design rill's σ grid (rill/grids.py): optimise step locations on a training family of Gaussian mixtures.
+
+    python -m benchmarks.design_grid              # prints the knot table to paste into rill/grids.py
+
+Method: for each number of steps n, the n nonzero σ of the grid are σ_k = σ_max·(σ_min/σ_max)^{u_k} with u_0 = 0
+and 0 < u_1 < … < u_{n−1} ≤ 1 ("normalised log σ"). The u_k minimise the RMS endpoint error of the solver against
+the exact probability-flow ODE solution (benchmarks.samplers.exact_endpoint), pooled over a training family of
+random mixtures whose seeds, dims and std ranges differ from the benchmark's (d = 2 / 64, 8 components,
+stds 0.03–0.25, seeds 0–1): the benchmark never sees its own tuning data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+
+from benchmarks.samplers import exact_endpoint
+from rill.samplers import get_sampler
+from rill.schedules import karras
+from rill.toy import GaussianMixture
+
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+# (dim, components, std range, seed, scale of the means): the training family
+FAMILY = [
+    (3, 6, (0.02, 0.20), 101, 1.0),
+    (8, 10, (0.05, 0.30), 102, 1.2),
+    (16, 8, (0.04, 0.35), 103, 0.8),
+    (32, 12, (0.02, 0.15), 104, 1.0),
+    (48, 6, (0.05, 0.20), 105, 1.1),
+    (96, 10, (0.03, 0.30), 106, 0.9),
+]
+
+
+def training_data(samples: int = 128, seed: int = 7) -> list[tuple[GaussianMixture, torch.Tensor, torch.Tensor]]:
+    """(mixture, starting noise at σ_max, exact endpoint) for every member of FAMILY."""
+    g = torch.Generator().manual_seed(seed)
+    data = []
+    for dim, k, stds, s, scale in FAMILY:
+        gm = GaussianMixture.random(dim, k, std_range=stds, seed=s, scale=scale)
+        x = torch.randn(samples, dim, generator=g, dtype=torch.float64) * SIGMA_MAX
+        data.append((gm, x, exact_endpoint(gm, x, SIGMA_MAX, SIGMA_MIN)))
+    return data
+
+
+def knots_from_params(theta: np.ndarray) -> np.ndarray:
+    """Unconstrained θ (n values) → knots u_1 … u_{n−1}: softmax gives n positive gaps summing to 1; the last
+    gap is the distance from u_{n−1} to 1 (σ_min), so the last knot may stop above σ_min."""
+    gaps = np.exp(theta - theta.max())
+    gaps = gaps / gaps.sum()
+    return np.cumsum(gaps)[:-1]
+
+
+def params_from_knots(u: np.ndarray) -> np.ndarray:
+    gaps = np.diff(np.concatenate([[0.0], u, [1.0]]))
+    return np.log(np.maximum(gaps, 1e-6))
+
+
+def grid_from_knots(u: np.ndarray, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> torch.Tensor:
+    u = torch.as_tensor(np.concatenate([[0.0], u]), dtype=torch.float64)
+    return torch.cat([sigma_max * (sigma_min / sigma_max) ** u, torch.zeros(1, dtype=torch.float64)])
+
+
+def loss(u: np.ndarray, sampler: str, data, options: dict) -> float:
+    """RMS endpoint error pooled over the family (mean of the per-mixture mean squared errors)."""
+    fn = get_sampler(sampler)
+    grid = grid_from_knots(u)
+    mse = [float(((fn(gm, x, grid, **options) - ref) ** 2).mean()) for gm, x, ref in data]
+    return math.sqrt(sum(mse) / len(mse))
+
+
+def karras_knots(n: int, rho: float = 7.0) -> np.ndarray:
+    s = karras(n, SIGMA_MIN, SIGMA_MAX, rho)[1:-1].numpy()
+    return np.log(SIGMA_MAX / s) / math.log(SIGMA_MAX / SIGMA_MIN)
+
+
+def optimise(n: int, sampler: str, data, options: dict, starts: list[np.ndarray], maxfev: int = 600):
+    """Nelder–Mead on θ from each start (keeping the best); returns (knots, loss)."""
+    best_u, best = None, math.inf
+    for u0 in starts:
+        res = minimize(lambda th: loss(knots_from_params(th), sampler, data, options), params_from_knots(u0),
+                       method="Nelder-Mead", options={"maxfev": maxfev, "xatol": 1e-3, "fatol": 1e-7})
+        if res.fun < best:
+            best_u, best = knots_from_params(res.x), float(res.fun)
+    return best_u, best

@@ -1,0 +1,153 @@
+"""Metrics and `rill eval`: Fréchet distance, precision / recall, diversity, prompt adherence, likelihood.
+
+    rill eval digits                           # bundled model, default prompts, table + rill-eval.json
+    rill eval runs/shapes/model.safetensors --prompts my_prompts.txt -n 16 --nfe 32 --nll 64
+    python -m rill.evaluate report             # evaluate the bundled models, rewrite docs/quality.md
+
+The pieces live in rill/eval/ (metrics.py, features.py, adherence.py, shapes_check.py, likelihood.py, run.py,
+report.py) and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .eval.adherence import ClipScorer, DigitJudge, digit_adherence, shapes_adherence
+from .eval.features import FeatureCNN, HFImageFeatures, classifier_for, extract_features
+from .eval.likelihood import bits_per_dim, dequantize, log_likelihood
+from .eval.metrics import (
+    diversity,
+    frechet_distance,
+    frechet_distance_from_stats,
+    gaussian_stats,
+    precision_recall,
+    saturation,
+)
+from .eval.run import default_prompts, evaluate_model, format_table, read_prompt_file, to_jsonable
+from .eval.shapes_check import check_image, check_images, detect_objects
+
+__all__ = [
+    "frechet_distance", "frechet_distance_from_stats", "gaussian_stats", "precision_recall", "diversity",
+    "saturation", "FeatureCNN", "classifier_for", "extract_features", "HFImageFeatures", "DigitJudge",
+    "digit_adherence", "shapes_adherence", "ClipScorer", "check_image", "check_images", "detect_objects",
+    "log_likelihood", "bits_per_dim", "dequantize", "evaluate_model", "default_prompts", "read_prompt_file",
+    "main_eval", "main",
+]  # fmt: skip
+
+DATASETS = ("digits", "shapes")
+
+
+def _positive(name: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {v}")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rill eval", description="Evaluate a model: FD, precision/recall, diversity, "
+                                "prompt adherence, saturation, optional NLL. Prints a table, writes JSON.")
+    p.add_argument("checkpoint", help="a .safetensors checkpoint, or a bundled model: digits | shapes")
+    p.add_argument("--data", choices=DATASETS, default=None,
+                   help="which dataset the model draws (default: the one recorded in the checkpoint)")
+    p.add_argument("--prompts", default=None, help="prompt file: JSON list of strings, or text, one per line "
+                   "(default: the dataset's prompt set; shapes prompts must follow the caption templates)")
+    p.add_argument("-n", type=_positive("-n"), default=None, help="images per prompt (default 50 digits, 16 shapes)")
+    p.add_argument("--nfe", type=_positive("--nfe"), default=16, help="denoiser evaluations per image (default 16)")
+    p.add_argument("--sampler", default="auto", help="sampler name or 'auto' (default)")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first image of each prompt (default 0)")
+    p.add_argument("--features", default="classifier",
+                   help="'classifier' (rill's CNN trained on the real data, default) or 'hf:PATH' (local CLIP / "
+                   "DINOv2 folder)")
+    p.add_argument("--clip", default=None, metavar="PATH", help="local CLIP folder: also report the CLIP score")
+    p.add_argument("--nll", type=int, default=0, metavar="N",
+                   help="also estimate NLL (bits/dim) on N held-out real images (slow: ~100+ NFE with gradients)")
+    p.add_argument("--out", default="rill-eval.json", help="JSON results file (default ./rill-eval.json)")
+    p.add_argument("--cache", default=None, help="folder for the trained feature nets (default: next to the "
+                   "checkpoint, or ~/.cache/rill/eval for bundled models; $RILL_CACHE overrides)")
+    p.add_argument("--batch-size", type=_positive("--batch-size"), default=128, help="sampling batch size")
+    return p
+
+
+def _dataset_of(model: Any, override: str | None, source: str) -> str:
+    if override:
+        return override
+    recorded = str(getattr(model.config, "dataset", "") or "")
+    name = recorded.split(":")[0]
+    if name in DATASETS:
+        return name
+    raise ValueError(f"{source}: the checkpoint records dataset {recorded!r}; rill eval knows {DATASETS}. "
+                     "Pass --data digits|shapes if the model draws one of them")
+
+
+def _default_cache(spec: str, cli_value: str | None) -> str | None:
+    if cli_value or os.environ.get("RILL_CACHE") or spec in DATASETS:
+        return cli_value
+    folder = Path(spec).expanduser().resolve().parent / "rill-eval"
+    try:
+        folder.mkdir(exist_ok=True)
+        return str(folder) if os.access(folder, os.W_OK) else None
+    except OSError:
+        return None
+
+
+def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
+    """`rill eval CKPT [options]`: accepts an argv list or the Namespace of rill.cli (checkpoint, eval_args)."""
+    from .cli import load
+
+    if isinstance(argv, argparse.Namespace):
+        argv = [argv.checkpoint, *getattr(argv, "eval_args", [])]
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    model = load(args.checkpoint)  # bundled name or path; a file that does not match its config raises here
+    dataset = _dataset_of(model, args.data, args.checkpoint)
+    prompts = read_prompt_file(args.prompts) if args.prompts else None
+    if prompts is not None and dataset == "shapes":
+        from .eval.run import check_prompts
+
+        check_prompts(dataset, prompts, args.prompts)
+    n = args.n or (50 if dataset == "digits" else 16)
+    result = evaluate_model(model, dataset, prompts, n=n, nfe=args.nfe, sampler=args.sampler,
+                            guidance=args.guidance, seed=args.seed, features=args.features,
+                            cache=_default_cache(args.checkpoint, args.cache), nll=args.nll, clip=args.clip,
+                            batch_size=args.batch_size)
+    result = {"checkpoint": args.checkpoint, **result}
+    print(format_table(result))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m rill.evaluate CKPT [options]  |  python -m rill.evaluate report [options]"""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from .cli import UserError
+
+    try:
+        if argv[:1] == ["report"]:
+            from .eval.report import main_report
+
+            return main_report(argv[1:])
+        return main_eval(argv)
+    except (UserError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("RILL_DEBUG"):
+            raise
+        print(f"rill eval: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The training loop: exact resume, NaN stop, SIGTERM save-and-stop, configs, dry-run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rill.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
+from rill.config import TrainConfig, config_to_json, train_preset
+from rill.ema import EMA
+from rill.model import DiffusionModel, load_model
+from rill.train import NonFiniteLossError, batch_indices, lr_factor, main, train
+
+torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def tiny(out: Path, **kw) -> TrainConfig:
+    """Digits with class-label conditioning and a 16-channel U-Net: a few steps take seconds."""
+    over = {"out_dir": str(out), "steps": 6, "batch_size": 16, "log_every": 1, "checkpoint_every": 3,
+            "sample_every": 0, "warmup_steps": 2, "num_threads": 1, "model.text_encoder": "digits",
+            "model.net_overrides": {"channels": 16}, **kw}
+    return train_preset("digits", **over)
+
+
+def losses(out: Path) -> list[tuple[int, float]]:
+    with open(out / "log.csv", newline="") as f:
+        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+
+
+def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
+    drop = {"model.net_overrides": {"channels": 16, "dropout": 0.1}}  # dropout draws from the global torch RNG
+    straight = train(tiny(tmp_path / "a", **drop), progress=False)
+    train(tiny(tmp_path / "b", steps=3, **drop), progress=False)  # a first session that stops at step 3 ...
+    resumed = train(tiny(tmp_path / "b", **drop), resume=True, progress=False)  # ... and continues to 6
+    la, lb = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert [s for s, _ in la] == [s for s, _ in lb] == [1, 2, 3, 4, 5, 6]
+    assert lb == la  # tolerance 0: the loss curve is bit-identical
+    a, b = load_model(straight), load_model(resumed)
+    for (ka, va), (kb, vb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    ck = load_checkpoint(latest_checkpoint(tmp_path / "b"))
+    assert ck.step == 6 and ck.state["images_seen"] == 96
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    train(tiny(tmp_path, steps=3), progress=False)
+    with pytest.raises(ValueError, match=r"differs from the checkpoint's in \['lr'\]"):
+        train(tiny(tmp_path, lr=5e-4), resume=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="no valid checkpoint"):
+        train(tiny(tmp_path / "empty"), resume=True, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real, calls = DiffusionModel.loss, []
+
+    def poisoned(self, *args, **kw):
+        out = real(self, *args, **kw)
+        calls.append(1)
+        return out * float("nan") if len(calls) == 5 else out
+
+    monkeypatch.setattr(DiffusionModel, "loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 5; .*step-00000003"):
+        train(tiny(tmp_path, steps=8), progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000003"]
+    verify_checkpoint(tmp_path / "checkpoints" / "step-00000003")
+    assert not (tmp_path / "model.safetensors").exists()
+    assert [s for s, _ in losses(tmp_path)] == [1, 2, 3, 4]
+
+
+def test_sigterm_saves_a_checkpoint_then_stops(tmp_path):
+    cfg = tiny(tmp_path, steps=100_000, checkpoint_every=0, keep_last=1)
+    (tmp_path / "cfg.json").write_text(config_to_json(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "rill.train", "--config", str(tmp_path / "cfg.json"), "--quiet"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not ((tmp_path / "log.csv").exists() and len(losses(tmp_path)) >= 2):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.time() < deadline, "training did not start within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "--resume" in err
+    ck = load_checkpoint(latest_checkpoint(tmp_path))
+    assert ck.step >= 2 and ck.step == losses(tmp_path)[-1][0]
+    train(tiny(tmp_path, steps=ck.step + 1, checkpoint_every=0, keep_last=1), resume=True, progress=False)
+    assert losses(tmp_path)[-1][0] == ck.step + 1
+
+
+def test_data_order_is_a_pure_function_of_seed_and_step():
+    n, b = 10, 4
+    steps = [batch_indices(s, n, b, seed=1) for s in range(5)]  # 20 positions = 2 epochs
+    flat = torch.cat(steps)
+    assert sorted(flat[:10].tolist()) == list(range(10)) and sorted(flat[10:].tolist()) == list(range(10))
+    assert torch.equal(batch_indices(3, n, b, seed=1), steps[3])
+    assert not torch.equal(batch_indices(0, n, b, seed=2), steps[0])
+
+
+def test_lr_warmup_and_cosine(tmp_path):
+    cfg = tiny(tmp_path, warmup_steps=4, steps=14, lr_schedule="cosine")
+    assert [lr_factor(s, cfg) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(9, cfg) == pytest.approx(0.5)  # halfway through the cosine part
+    assert lr_factor(14, cfg) == pytest.approx(0.0)
+
+
+def test_ema_halflife_in_images():
+    net = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ema = EMA(net, halflife_images=64, rampup=None)
+    assert ema.beta(64, 1000) == pytest.approx(0.5) and ema.beta(32, 1000) == pytest.approx(0.5**0.5)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net, 64, 64)
+    assert torch.allclose(ema.shadow["weight"], torch.full((1, 2), 0.5))
+    ramp = EMA(net, halflife_images=1e6, rampup=0.5)
+    assert ramp.beta(10, 20) == pytest.approx(0.5)  # half-life capped at 0.5 · 20 images seen
+    with pytest.raises(ValueError, match="exactly one"):
+        EMA(net, decay=0.9, halflife_images=10)
+
+
+def test_configs_validate_and_dry_run_prints_json(capsys):
+    with pytest.raises(ValueError, match=r"caption_dropout=1\.5 must be in \[0.0, 1.0\]"):
+        train_preset("digits", caption_dropout=1.5)
+    with pytest.raises(ValueError, match="model.parametrisation='x0'"):
+        train_preset("digits", **{"model.parametrisation": "x0"})
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        train_preset("digits", stepz=3)
+    with pytest.raises(ValueError, match="unknown training preset 'cats'"):
+        train_preset("cats")
+    for name in ("digits", "shapes", "points", "signals"):
+        assert train_preset(name).model.shape
+    assert main(["--preset", "shapes", "--steps", "7", "--set", "model.net_overrides.channels=32", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["steps"] == 7 and cfg["model"]["net_overrides"] == {"channels": 32} and cfg["data"] == "shapes"
+    assert main(["--preset", "small", "--data", "points:moons", "--dry-run"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["model"]["net"] == "mlp" and cfg["model"]["net_preset"] == "small" and cfg["data"] == "points:moons"
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--resume" in capsys.readouterr().out
