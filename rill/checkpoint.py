@@ -22,6 +22,9 @@ import os
 import random
 import re
 import shutil
+import signal
+import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,21 +35,39 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "Checkpoint", "save_checkpoint", "load_checkpoint", "verify_checkpoint", "list_checkpoints",
-    "latest_checkpoint", "flatten_optimizer_state", "unflatten_optimizer_state", "capture_rng", "restore_rng",
-    "atomic_save_safetensors", "atomic_write_text", "CheckpointError",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "verify_checkpoint",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "flatten_optimizer_state",
+    "unflatten_optimizer_state",
+    "capture_rng",
+    "restore_rng",
+    "atomic_save_safetensors",
+    "StopFlag",
+    "atomic_write_text",
+    "CheckpointError",
 ]
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-_FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "optimizer.json", "rng.safetensors",
-          "rng.json", "state.json")
+_FILES = (
+    "model.safetensors",
+    "ema.safetensors",
+    "optimizer.safetensors",
+    "optimizer.json",
+    "rng.safetensors",
+    "rng.json",
+    "state.json",
+)
 
 
 class CheckpointError(ValueError):
     """A checkpoint folder is missing, incomplete, corrupt or not made of safetensors/JSON."""
 
 
-# --- atomic files -----------------------------------------------------------------------------------------------
+# --- atomic files -------------------------------------------------------------------------------------------
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -65,8 +86,9 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def atomic_save_safetensors(tensors: dict[str, Tensor], path: str | os.PathLike,
-                            metadata: dict[str, str] | None = None) -> Path:
+def atomic_save_safetensors(
+    tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """safetensors.save_file to a temporary name, fsync, then rename over `path`."""
     from safetensors.torch import save_file
 
@@ -91,7 +113,7 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     return path
 
 
-# --- optimizer state as safetensors + JSON -------------------------------------------------------------------------
+# --- optimizer state as safetensors + JSON ------------------------------------------------------------------
 def flatten_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """torch optimizer state_dict -> (tensors "state.<param>.<key>", JSON with param_groups and scalars)."""
     tensors: dict[str, Tensor] = {}
@@ -103,10 +125,15 @@ def flatten_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, Tenso
             elif isinstance(value, (int, float, bool, str)) or value is None:
                 scalars.setdefault(str(pid), {})[key] = value
             else:
-                raise TypeError(f"optimizer state {pid}.{key} has type {type(value).__name__}; only tensors and "
-                                "JSON scalars can be saved without pickle")
-    meta = {"param_groups": state_dict["param_groups"], "scalars": scalars,
-            "param_ids": sorted(state_dict["state"], key=int)}
+                raise TypeError(
+                    f"optimizer state {pid}.{key} has type {type(value).__name__}; only tensors and "
+                    "JSON scalars can be saved without pickle"
+                )
+    meta = {
+        "param_groups": state_dict["param_groups"],
+        "scalars": scalars,
+        "param_ids": sorted(state_dict["state"], key=int),
+    }
     return tensors, meta
 
 
@@ -122,9 +149,11 @@ def unflatten_optimizer_state(tensors: dict[str, Tensor], meta: dict[str, Any]) 
     return {"state": state, "param_groups": groups}
 
 
-# --- RNG states ---------------------------------------------------------------------------------------------------
-def capture_rng(generators: dict[str, torch.Generator] | None = None) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """(tensors, JSON) of the global torch CPU/CUDA RNGs, extra named torch generators, Python and NumPy RNGs."""
+# --- RNG states ---------------------------------------------------------------------------------------------
+def capture_rng(
+    generators: dict[str, torch.Generator] | None = None,
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """(tensors, JSON) of the global torch CPU/CUDA RNGs, named torch generators, Python and NumPy RNGs."""
     tensors = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["torch_cuda"] = torch.stack(torch.cuda.get_rng_state_all())
@@ -132,14 +161,22 @@ def capture_rng(generators: dict[str, torch.Generator] | None = None) -> tuple[d
         tensors[f"gen.{name}"] = g.get_state()
     version, mt, gauss = random.getstate()
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    meta = {"python": {"version": version, "state": list(mt), "gauss_next": gauss},
-            "numpy": {"kind": np_kind, "keys": np_keys.tolist(), "pos": int(np_pos),
-                      "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)}}
+    meta = {
+        "python": {"version": version, "state": list(mt), "gauss_next": gauss},
+        "numpy": {
+            "kind": np_kind,
+            "keys": np_keys.tolist(),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+    }
     return tensors, meta
 
 
-def restore_rng(tensors: dict[str, Tensor], meta: dict[str, Any],
-                generators: dict[str, torch.Generator] | None = None) -> None:
+def restore_rng(
+    tensors: dict[str, Tensor], meta: dict[str, Any], generators: dict[str, torch.Generator] | None = None
+) -> None:
     """Restore what capture_rng saved (generators by name; missing names are left alone)."""
     torch.set_rng_state(tensors["torch_cpu"])
     if "torch_cuda" in tensors and torch.cuda.is_available():
@@ -152,11 +189,12 @@ def restore_rng(tensors: dict[str, Tensor], meta: dict[str, Any],
     py = meta["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
     n = meta["numpy"]
-    np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------------
+# --- checkpoints --------------------------------------------------------------------------------------------
 @dataclass
 class Checkpoint:
     """Everything needed to continue a run exactly."""
@@ -209,14 +247,18 @@ def save_checkpoint(out_dir: str | os.PathLike, ckpt: Checkpoint, keep_last: int
         "model.safetensors": ({f"net.{k}": v for k, v in ckpt.model.items()}, meta),
         "optimizer.safetensors": (opt_tensors, None),
         "rng.safetensors": (ckpt.rng_tensors, None),
-        "optimizer.json": opt_meta, "rng.json": ckpt.rng_meta, "state.json": {**ckpt.state, "step": ckpt.step},
+        "optimizer.json": opt_meta,
+        "rng.json": ckpt.rng_meta,
+        "state.json": {**ckpt.state, "step": ckpt.step},
     }
     if ckpt.ema is not None:
         files["ema.safetensors"] = ({f"net.{k}": v for k, v in ckpt.ema.items()}, meta)
     for name, content in files.items():
         if name.endswith(".safetensors"):
             tensors, md = content
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / name), metadata=md)
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / name), metadata=md
+            )
         else:
             (tmp / name).write_text(json.dumps(content), encoding="utf-8")
         _fsync_file(tmp / name)
@@ -299,18 +341,54 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"{path}: a checkpoint is a folder of safetensors + JSON files (see rill.checkpoint);"
-                              " single-file checkpoints such as .pt/.ckpt pickles are never loaded")
+        raise CheckpointError(
+            f"{path}: a checkpoint is a folder of safetensors + JSON files (see rill.checkpoint);"
+            " single-file checkpoints such as .pt/.ckpt pickles are never loaded"
+        )
     verify_checkpoint(path)
     model, meta = read_safetensors(path / "model.safetensors")
     ema = None
     if (path / "ema.safetensors").is_file():
-        ema = {k[len("net."):]: v for k, v in read_safetensors(path / "ema.safetensors")[0].items()}
+        ema = {k[len("net.") :]: v for k, v in read_safetensors(path / "ema.safetensors")[0].items()}
     opt_tensors, _ = read_safetensors(path / "optimizer.safetensors")
-    opt = unflatten_optimizer_state(opt_tensors, json.loads((path / "optimizer.json").read_text(encoding="utf-8")))
+    opt = unflatten_optimizer_state(
+        opt_tensors, json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
+    )
     rng_tensors, _ = read_safetensors(path / "rng.safetensors")
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    return Checkpoint(step=int(state["step"]), model={k[len("net."):]: v for k, v in model.items()}, optimizer=opt,
-                      rng_tensors=rng_tensors, rng_meta=json.loads((path / "rng.json").read_text(encoding="utf-8")),
-                      state=state, ema=ema, model_metadata={k: v for k, v in meta.items() if k != "rill.format"},
-                      path=path)
+    return Checkpoint(
+        step=int(state["step"]),
+        model={k[len("net.") :]: v for k, v in model.items()},
+        optimizer=opt,
+        rng_tensors=rng_tensors,
+        rng_meta=json.loads((path / "rng.json").read_text(encoding="utf-8")),
+        state=state,
+        ema=ema,
+        model_metadata={k: v for k, v in meta.items() if k != "rill.format"},
+        path=path,
+    )
+
+
+class StopFlag:
+    """Context manager: SIGINT/SIGTERM set `.signum` so a loop can save at its next step boundary and stop
+    (a second SIGINT aborts at once). Handlers are installed in the main thread only and restored on exit."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        msg = "saving a checkpoint at the end of this step, then stopping (Ctrl-C again: abort, no save)"
+        print(f"\n{signal.Signals(signum).name}: {msg}", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)

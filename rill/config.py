@@ -59,7 +59,9 @@ class ModelConfig:
     parametrisation: str = "edm"  # edm (EDMPrecond) | epsilon | v (VPAdapter over a discrete VP schedule)
     vp_schedule: str = "cosine"  # beta schedule for epsilon / v (rill.schedules.vp_betas kinds)
     vp_timesteps: int = 1000
-    text_encoder: str | dict[str, Any] | None = "minilm"  # name or encoder.spec; "digits"/"class:a,b" = labels
+    text_encoder: str | dict[str, Any] | None = (
+        "minilm"  # name or encoder.spec; "digits"/"class:a,b" = labels
+    )
     cfg_dropout: float = 0.1  # caption dropout used in training (for the record; recorded by train())
     dataset: str = ""  # data spec it was trained on (for the record)
     sigma_min: float | None = None  # recommended sampling range; None = 0.002 / 80 (edm) or the VP schedule's
@@ -83,8 +85,9 @@ class ModelConfig:
             self.sigma_min = lo if self.sigma_min is None else self.sigma_min
             self.sigma_max = hi if self.sigma_max is None else self.sigma_max
         if not 0 < self.sigma_min < self.sigma_max < math.inf:
-            raise ValueError(f"need 0 < model.sigma_min < model.sigma_max < inf, got "
-                             f"{self.sigma_min}, {self.sigma_max}")
+            raise ValueError(
+                f"need 0 < model.sigma_min < model.sigma_max < inf, got {self.sigma_min}, {self.sigma_max}"
+            )
 
     def _default_sigma_range(self) -> tuple[float, float]:
         if self.parametrisation == "edm":
@@ -150,7 +153,9 @@ class TrainConfig:
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
         if self.keep_last < 1:
-            raise ValueError(f"keep_last must be >= 1 (the last good checkpoint is always kept), got {self.keep_last}")
+            raise ValueError(
+                f"keep_last must be >= 1 (the last good checkpoint is always kept), got {self.keep_last}"
+            )
         _check_range("lr", self.lr, 0.0, math.inf, lo_open=True)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
@@ -174,11 +179,12 @@ class TrainConfig:
         return self.model.parametrisation
 
 
-# --- presets ---------------------------------------------------------------------------------------------------
+# --- presets ------------------------------------------------------------------------------------------------
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # 8×8 grey digits, MiniLM tokens through cross-attention
     "digits": dict(
-        data="digits", steps=3000, batch_size=128, lr=2e-3, warmup_steps=200, ema_halflife_images=50_000,
+        data="digits", data_kwargs={"split": "train"}, steps=3000, batch_size=128, lr=2e-3, warmup_steps=200,
+        ema_halflife_images=50_000,
         sample_every=1000, checkpoint_every=500, out_dir="runs/digits",
         model=dict(net="unet2d", net_preset="tiny", shape=(1, 8, 8), text_encoder="minilm", dataset="digits",
                    guidance=3.0),
@@ -187,12 +193,14 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "shapes": dict(
         data="shapes", steps=2500, batch_size=32, lr=1e-3, warmup_steps=200, ema_halflife_images=20_000,
         sample_every=500, checkpoint_every=500, out_dir="runs/shapes",
-        model=dict(net="unet2d", net_preset="small", shape=(3, 32, 32), text_encoder="minilm", dataset="shapes",
+        model=dict(net="unet2d", net_preset="small", shape=(3, 32, 32), text_encoder="minilm",
+                   dataset="shapes",
                    guidance=3.0),
     ),
     # 2D point clouds, unconditional residual MLP
     "points": dict(
-        data="points:moons", steps=3000, batch_size=256, lr=2e-3, warmup_steps=100, ema_halflife_images=50_000,
+        data="points:moons", steps=3000, batch_size=256, lr=2e-3, warmup_steps=100,
+        ema_halflife_images=50_000,
         caption_dropout=0.0, sample_every=1000, checkpoint_every=1000, out_dir="runs/points",
         model=dict(net="mlp", net_preset="small", shape=(2,), text_encoder=None, dataset="points:moons",
                    guidance=1.0),
@@ -229,7 +237,7 @@ def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
 
 
 def _parse_value(text: str) -> Any:
-    """'3' -> 3, '1e-3' -> 0.001, 'none' -> None, '[1,2]' -> [1, 2], 'true' -> True, anything else a string."""
+    """'3' -> 3, '1e-3' -> 0.001, 'none' -> None, '[1,2]' -> [1, 2], 'true' -> True, else the string."""
     low = text.strip().lower()
     if low in ("none", "null"):
         return None
@@ -285,7 +293,7 @@ def config_to_json(cfg: TrainConfig | ModelConfig, indent: int | None = 2) -> st
     return json.dumps(config_to_dict(cfg), indent=indent, sort_keys=False)
 
 
-# --- command line -----------------------------------------------------------------------------------------------
+# --- command line -------------------------------------------------------------------------------------------
 NET_SIZES = ("tiny", "small", "base")
 _FLAGS = {  # flag -> (config key, type, help)
     "--data": ("data", str, "dataset spec: digits, shapes, signals, points:NAME, folder:PATH"),
@@ -297,7 +305,11 @@ _FLAGS = {  # flag -> (config key, type, help)
     "--out": ("out_dir", str, "output folder (checkpoints/, samples/, log.csv, model.safetensors)"),
     "--seed": ("seed", int, "seed of the weights, data order and noise"),
     "--objective": ("model.parametrisation", str, "edm (default), epsilon or v"),
-    "--text-encoder": ("model.text_encoder", str, "minilm, digits (class labels), class:a,b,…, hf:PATH, none"),
+    "--text-encoder": (
+        "model.text_encoder",
+        str,
+        "minilm, digits (class labels), class:a,b,…, hf:PATH, none",
+    ),
     "--mixed-precision": ("mixed_precision", str, "no, bf16 or fp16"),
     "--caption-dropout": ("caption_dropout", float, "probability of training on the empty caption"),
     "--min-snr-gamma": ("min_snr_gamma", float, "min-SNR-γ for epsilon / v objectives"),
@@ -315,15 +327,25 @@ def train_parser():
     import argparse
 
     p = argparse.ArgumentParser(
-        prog="rill train", description="Train a rill diffusion model (HF accelerate; torchrun for several "
-        "processes). Example: rill train --preset digits --minutes 10 --out runs/digits")
-    p.add_argument("--preset", help=f"training preset {sorted(TRAIN_PRESETS)} (default: chosen from --data, "
-                   f"else digits), or a backbone size {list(NET_SIZES)}")
+        prog="rill train",
+        description="Train a rill diffusion model (HF accelerate; torchrun for several "
+        "processes). Example: rill train --preset digits --minutes 10 --out runs/digits",
+    )
+    p.add_argument(
+        "--preset",
+        help=f"training preset {sorted(TRAIN_PRESETS)} (default: chosen from --data, "
+        f"else digits), or a backbone size {list(NET_SIZES)}",
+    )
     for flag, (_, typ, text) in _FLAGS.items():
         p.add_argument(flag, type=typ, default=None, help=text)
     p.add_argument("--config", help="a JSON file with a full TrainConfig (e.g. from --dry-run)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config field, dotted (repeatable): --set model.net_overrides.channels=64")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field, dotted (repeatable): --set model.net_overrides.channels=64",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -332,7 +354,9 @@ def train_parser():
 
 def _preset_for_data(data: str | None) -> str:
     kind = (data or "digits").split(":", 1)[0]
-    return {"digits": "digits", "shapes": "shapes", "signals": "signals", "points": "points"}.get(kind, "shapes")
+    return {"digits": "digits", "shapes": "shapes", "signals": "signals", "points": "points"}.get(
+        kind, "shapes"
+    )
 
 
 def config_from_args(args) -> TrainConfig:
@@ -357,8 +381,10 @@ def config_from_args(args) -> TrainConfig:
     else:
         name = preset or _preset_for_data(args.data)
         if name not in TRAIN_PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose a training preset {sorted(TRAIN_PRESETS)} "
-                             f"or a backbone size {list(NET_SIZES)}")
+            raise ValueError(
+                f"unknown preset {name!r}; choose a training preset {sorted(TRAIN_PRESETS)} "
+                f"or a backbone size {list(NET_SIZES)}"
+            )
         base = TRAIN_PRESETS[name]
     for flag, (key, _, _) in _FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))

@@ -1,7 +1,7 @@
-"""Exponential moving average of a network's weights, with the decay given per step or as a half-life in images.
+"""Exponential moving average of a network's weights, the decay given per step or as a half-life in images.
 
 Half-life form (Karras et al. 2022, App. F "ema_halflife_kimg"): after a step of `batch` images,
-    β = 0.5 ** (batch / h),   h = min(halflife_images, rampup · images_seen)   (the ramp-up keeps early EMA fresh)
+    β = 0.5 ** (batch / h),  h = min(halflife_images, rampup · images_seen)  (ramp-up: early EMA stays fresh)
 and θ_ema ← β·θ_ema + (1 − β)·θ. Averages are kept in float32 whatever the training dtype.
 """
 
@@ -18,8 +18,13 @@ __all__ = ["EMA"]
 class EMA:
     """EMA of `net.state_dict()` (floating tensors averaged, integer buffers copied)."""
 
-    def __init__(self, net: nn.Module, decay: float | None = None, halflife_images: float | None = None,
-                 rampup: float | None = None) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        decay: float | None = None,
+        halflife_images: float | None = None,
+        rampup: float | None = None,
+    ) -> None:
         if (decay is None) == (halflife_images is None):
             raise ValueError(f"give exactly one of decay={decay!r} and halflife_images={halflife_images!r}")
         if decay is not None and not 0.0 <= decay <= 1.0:
@@ -64,8 +69,10 @@ class EMA:
             raise ValueError(f"EMA state does not match the network: missing {missing}, unexpected {extra}")
         for k, v in tensors.items():
             if v.shape != self.shadow[k].shape:
-                raise ValueError(f"EMA tensor {k!r} has shape {tuple(v.shape)}, the network's is "
-                                 f"{tuple(self.shadow[k].shape)}")
+                raise ValueError(
+                    f"EMA tensor {k!r} has shape {tuple(v.shape)}, the network's is "
+                    f"{tuple(self.shadow[k].shape)}"
+                )
             self.shadow[k] = v.detach().to(self.shadow[k].device, self.shadow[k].dtype).clone()
 
     def to(self, device: torch.device | str) -> EMA:

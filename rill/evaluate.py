@@ -103,14 +103,30 @@ def _default_cache(spec: str, cli_value: str | None) -> str | None:
         return None
 
 
+def load_checkpoint(spec: str) -> Any:
+    """A bundled model ('digits', 'shapes') or a .safetensors checkpoint; errors name the file and the problem
+    (e.g. load_model's "the tensors do not match the model config stored in the file")."""
+    from .model import bundled_model, load_model
+
+    if spec in DATASETS and not Path(spec).exists():
+        return bundled_model(spec)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {spec!r} does not exist; pass a .safetensors file written by "
+                                f"'rill train' or a bundled model: {', '.join(DATASETS)}")
+    try:
+        return load_model(path)
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
+        msg = str(e) if str(path) in str(e) or path.name in str(e) else f"{path}: {e}"
+        raise ValueError(f"could not load checkpoint: {msg}") from e
+
+
 def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
     """`rill eval CKPT [options]`: accepts an argv list or the Namespace of rill.cli (checkpoint, eval_args)."""
-    from .cli import load
-
     if isinstance(argv, argparse.Namespace):
         argv = [argv.checkpoint, *getattr(argv, "eval_args", [])]
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    model = load(args.checkpoint)  # bundled name or path; a file that does not match its config raises here
+    model = load_checkpoint(args.checkpoint)  # bundled name or path; a file that does not match its config raises here
     dataset = _dataset_of(model, args.data, args.checkpoint)
     prompts = read_prompt_file(args.prompts) if args.prompts else None
     if prompts is not None and dataset == "shapes":
@@ -134,15 +150,13 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """python -m rill.evaluate CKPT [options]  |  python -m rill.evaluate report [options]"""
     argv = sys.argv[1:] if argv is None else list(argv)
-    from .cli import UserError
-
     try:
         if argv[:1] == ["report"]:
             from .eval.report import main_report
 
             return main_report(argv[1:])
         return main_eval(argv)
-    except (UserError, ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:
         if os.environ.get("RILL_DEBUG"):
             raise
         print(f"rill eval: error: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ from .utils import append_dims
 __all__ = ["edm_weight", "edm_loss", "min_snr_weight", "vp_loss", "VP_PREDICTIONS"]
 
 VP_PREDICTIONS = ("epsilon", "v")
+_EDM_SIGMAS = LogNormalSigmas()  # P_mean = −1.2, P_std = 1.2 (EDM Table 1)
 Cond = dict[str, Tensor] | None
 
 
@@ -32,10 +33,17 @@ def edm_weight(sigma: Tensor, sigma_data: float) -> Tensor:
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
-def edm_loss(denoiser: Callable[[Tensor, Tensor, Cond], Tensor], x0: Tensor, cond: Cond = None, *,
-             sigma_data: float = 0.5, sigma: Tensor | None = None, noise: Tensor | None = None,
-             distribution: LogNormalSigmas = LogNormalSigmas(), generator: torch.Generator | None = None
-             ) -> Tensor:
+def edm_loss(
+    denoiser: Callable[[Tensor, Tensor, Cond], Tensor],
+    x0: Tensor,
+    cond: Cond = None,
+    *,
+    sigma_data: float = 0.5,
+    sigma: Tensor | None = None,
+    noise: Tensor | None = None,
+    distribution: LogNormalSigmas = _EDM_SIGMAS,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """EDM loss per sample: λ(σ)·mean‖D(x0 + σ·n; σ) − x0‖², ln σ ~ N(P_mean, P_std²)  (EDM Eq. 2, 8).
 
     `sigma` (B,) and `noise` (like x0) may be given (tests, exact resume); otherwise they are drawn from
@@ -67,9 +75,18 @@ def min_snr_weight(snr: Tensor, gamma: float | None, prediction: str) -> Tensor:
     return clipped / snr if prediction == "epsilon" else clipped / (snr + 1)
 
 
-def vp_loss(net: Callable[[Tensor, Tensor, Cond], Tensor], schedule: VPSchedule, x0: Tensor, cond: Cond = None, *,
-            prediction: str = "epsilon", min_snr_gamma: float | None = None, t: Tensor | None = None,
-            noise: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+def vp_loss(
+    net: Callable[[Tensor, Tensor, Cond], Tensor],
+    schedule: VPSchedule,
+    x0: Tensor,
+    cond: Cond = None,
+    *,
+    prediction: str = "epsilon",
+    min_snr_gamma: float | None = None,
+    t: Tensor | None = None,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """ε- or v-prediction loss per sample on a discrete VP schedule, t ~ U{0, …, T−1}.
 
     net(x_t, t, cond) sees the VP sample x_t and the integer timestep t (as a float tensor (B,)).
@@ -90,4 +107,6 @@ def vp_loss(net: Callable[[Tensor, Tensor, Cond], Tensor], schedule: VPSchedule,
     out = net(x_t, t.to(device=x0.device, dtype=x0.dtype), cond)
     snr = ac / (1 - ac)  # SNR(t) = ᾱ / (1 − ᾱ) = 1/σ²
     # Ho et al. 2020, Eq. 14 (ε) / Salimans & Ho 2022 (v), weighted by min-SNR-γ (Hang et al. 2023)
-    return min_snr_weight(snr.float(), min_snr_gamma, prediction) * _mean_per_sample((out.float() - target.float()) ** 2)
+    return min_snr_weight(snr.float(), min_snr_gamma, prediction) * _mean_per_sample(
+        (out.float() - target.float()) ** 2
+    )

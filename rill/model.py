@@ -1,4 +1,4 @@
-"""A trained model = backbone + parametrisation + text encoder, stored as ONE self-describing .safetensors file.
+"""A trained model = backbone + parametrisation + text encoder, stored as ONE self-describing .safetensors.
 
     model = DiffusionModel(ModelConfig(net="unet2d", net_preset="tiny", shape=(1, 8, 8)))
     x0_hat = model.denoiser(x, sigma, model.encode(["a handwritten 3"]))   # the one contract
@@ -6,9 +6,10 @@
     model = bundled_model("digits")
 
 File format: tensors "net.<name>" (the backbone's state_dict, usually the EMA weights) and, in the safetensors
-metadata, "rill.format" = "rill-model/1" and "rill.model_config" = the ModelConfig as JSON (with the backbone's
-fully resolved fields in `net_overrides`, so the file rebuilds without presets). The text encoder is frozen and
-pretrained: it is named in the config (`text_encoder`) and loaded lazily, never stored in the weights.
+metadata, "rill.format" = "rill-model/1" and "rill.model_config" = the ModelConfig as JSON (with the
+backbone's fully resolved fields in `net_overrides`, so the file rebuilds without presets). The text encoder
+is frozen and pretrained: it is named in the config (`text_encoder`) and loaded lazily, never stored in the
+weights.
 Only safetensors are read: nothing is ever unpickled.
 """
 
@@ -25,7 +26,15 @@ from torch import Tensor, nn
 from .config import ModelConfig, config_to_dict, model_config_from_dict
 from .denoisers import EDMPrecond, VPAdapter
 
-__all__ = ["DiffusionModel", "save_model", "load_model", "bundled_model", "read_safetensors", "FORMAT"]
+__all__ = [
+    "DiffusionModel",
+    "save_model",
+    "load_model",
+    "bundled_model",
+    "read_safetensors",
+    "save_preview",
+    "FORMAT",
+]
 
 FORMAT = "rill-model/1"
 _KNOWN_TEXT_DIMS = {"minilm": 384}  # token width of encoders we can size a net for without loading them
@@ -45,7 +54,7 @@ def _class_count(spec: str | dict | None) -> int | None:
     if spec == "digits":
         return 10
     if isinstance(spec, str) and spec.startswith("class:"):
-        return len(spec[len("class:"):].split(","))
+        return len(spec[len("class:") :].split(","))
     return None
 
 
@@ -53,8 +62,8 @@ class DiffusionModel(nn.Module):
     """Backbone + preconditioning/adapter + (lazily loaded, frozen) text encoder. See the module docstring.
 
     parametrisation "edm": D = EDMPrecond(net, σ_data) (Karras et al. 2022, Eq. 7).
-    "epsilon" / "v": the net predicts ε or v on a discrete VP schedule and sees c_noise = t / T (the backbones'
-    Fourier features are tuned for inputs of order one); D = VPAdapter(...) turns it into the σ contract.
+    "epsilon" / "v": the net predicts ε or v on a discrete VP schedule and sees c_noise = t / T (the
+    backbones' Fourier features are tuned for inputs of order one); D = VPAdapter(...) gives the σ contract.
     """
 
     def __init__(self, config: ModelConfig, text_encoder: Any | None = None) -> None:
@@ -122,17 +131,38 @@ class DiffusionModel(nn.Module):
 
     forward = denoiser
 
-    def loss(self, x0: Tensor, cond: dict[str, Tensor] | None = None, *, generator: torch.Generator | None = None,
-             p_mean: float = -1.2, p_std: float = 1.2, min_snr_gamma: float | None = None) -> Tensor:
+    def loss(
+        self,
+        x0: Tensor,
+        cond: dict[str, Tensor] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        p_mean: float = -1.2,
+        p_std: float = 1.2,
+        min_snr_gamma: float | None = None,
+    ) -> Tensor:
         """Per-sample training loss (B,) of this model's parametrisation (rill.losses)."""
         from .losses import edm_loss, vp_loss
         from .schedules import LogNormalSigmas
 
         if self.config.parametrisation == "edm":
-            return edm_loss(self.denoiser, x0, cond, sigma_data=self.config.sigma_data,
-                            distribution=LogNormalSigmas(p_mean, p_std), generator=generator)
-        return vp_loss(self.vp_net, self.schedule, x0, cond, prediction=self.config.parametrisation,
-                       min_snr_gamma=min_snr_gamma, generator=generator)
+            return edm_loss(
+                self.denoiser,
+                x0,
+                cond,
+                sigma_data=self.config.sigma_data,
+                distribution=LogNormalSigmas(p_mean, p_std),
+                generator=generator,
+            )
+        return vp_loss(
+            self.vp_net,
+            self.schedule,
+            x0,
+            cond,
+            prediction=self.config.parametrisation,
+            min_snr_gamma=min_snr_gamma,
+            generator=generator,
+        )
 
     # --- conditioning ---------------------------------------------------------------------------------------
     @property
@@ -154,7 +184,9 @@ class DiffusionModel(nn.Module):
         """Cond dict for `prompts` on the model's device; "" is the unconditional embedding. None if
         the model is unconditional."""
         if isinstance(prompts, str):
-            raise TypeError(f"encode() takes a list of prompts, got the string {prompts!r}; wrap it: [prompt]")
+            raise TypeError(
+                f"encode() takes a list of prompts, got the string {prompts!r}; wrap it: [prompt]"
+            )
         enc = self.text_encoder
         if enc is None:
             return None
@@ -165,12 +197,14 @@ class DiffusionModel(nn.Module):
         return self.encode([""] * batch)
 
 
-# --- files ------------------------------------------------------------------------------------------------------
+# --- files --------------------------------------------------------------------------------------------------
 def _check_safetensors_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.suffix.lower() in _PICKLE_SUFFIXES:
-        raise ValueError(f"{p}: {p.suffix} files are pickles and are never loaded (they can run code); "
-                         "rill reads only .safetensors (+ JSON)")
+        raise ValueError(
+            f"{p}: {p.suffix} files are pickles and are never loaded (they can run code); "
+            "rill reads only .safetensors (+ JSON)"
+        )
     if p.suffix.lower() != ".safetensors":
         raise ValueError(f"{p}: expected a .safetensors file, got suffix {p.suffix!r}")
     if not p.is_file():
@@ -189,8 +223,10 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[s
     # safetensors layout: 8-byte little-endian header length, then a JSON header starting with "{"
     if len(head) < 9 or head[8:9] != b"{":
         kind = "a pickle" if head[:1] == b"\x80" or head[:2] == b"PK" else "not safetensors"
-        raise ValueError(f"{p} is not a safetensors file (it looks like {kind}); refusing to load it. "
-                         "rill never unpickles files")
+        raise ValueError(
+            f"{p} is not a safetensors file (it looks like {kind}); refusing to load it. "
+            "rill never unpickles files"
+        )
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             meta = dict(f.metadata() or {})
@@ -200,8 +236,12 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[s
     return tensors, meta
 
 
-def save_model(model: DiffusionModel, path: str | os.PathLike, weights: dict[str, Tensor] | None = None,
-               metadata: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: DiffusionModel,
+    path: str | os.PathLike,
+    weights: dict[str, Tensor] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
     """Write `model` as one .safetensors file (see the module docstring), atomically.
 
     weights: the backbone state_dict to store instead of model.net's (e.g. the EMA weights).
@@ -212,8 +252,10 @@ def save_model(model: DiffusionModel, path: str | os.PathLike, weights: dict[str
     state = weights if weights is not None else model.net.state_dict()
     ref = model.net.state_dict()
     if set(state) != set(ref):
-        raise ValueError(f"weights do not match the backbone: missing {sorted(set(ref) - set(state))}, "
-                         f"unexpected {sorted(set(state) - set(ref))}")
+        raise ValueError(
+            f"weights do not match the backbone: missing {sorted(set(ref) - set(state))}, "
+            f"unexpected {sorted(set(state) - set(ref))}"
+        )
     tensors = {f"net.{k}": v.detach().to("cpu", ref[k].dtype).contiguous() for k, v in state.items()}
     meta = {"rill.format": FORMAT, "rill.model_config": json.dumps(config_to_dict(model.config))}
     if metadata:
@@ -223,31 +265,37 @@ def save_model(model: DiffusionModel, path: str | os.PathLike, weights: dict[str
 
 def _check_weights(model: DiffusionModel, tensors: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
     ref = model.net.state_dict()
-    state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+    state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
     problems = []
     missing, extra = sorted(set(ref) - set(state)), sorted(set(tensors) - {f"net.{k}" for k in ref})
     if missing:
         problems.append(f"missing tensors {['net.' + k for k in missing][:10]}")
     if extra:
         problems.append(f"unexpected tensors {extra[:10]}")
-    bad = [f"net.{k}: file {tuple(v.shape)} vs config {tuple(ref[k].shape)}"
-           for k, v in state.items() if k in ref and v.shape != ref[k].shape]
+    bad = [
+        f"net.{k}: file {tuple(v.shape)} vs config {tuple(ref[k].shape)}"
+        for k, v in state.items()
+        if k in ref and v.shape != ref[k].shape
+    ]
     if bad:
         problems.append(f"shape mismatches {bad[:10]}")
     if problems:
-        raise ValueError(f"{path}: the tensors do not match the model config stored in the file: "
-                         + "; ".join(problems))
+        raise ValueError(
+            f"{path}: the tensors do not match the model config stored in the file: " + "; ".join(problems)
+        )
     return state
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", text_encoder: Any | None = None
-               ) -> DiffusionModel:
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", text_encoder: Any | None = None
+) -> DiffusionModel:
     """Rebuild a DiffusionModel from a .safetensors file written by save_model (eval mode)."""
     p = _check_safetensors_path(path)
     tensors, meta = read_safetensors(p)
     if "rill.model_config" not in meta:
-        raise ValueError(f"{p} has no 'rill.model_config' metadata: not a rill model file "
-                         f"(metadata keys: {sorted(meta)})")
+        raise ValueError(
+            f"{p} has no 'rill.model_config' metadata: not a rill model file (metadata keys: {sorted(meta)})"
+        )
     try:
         config = model_config_from_dict(json.loads(meta["rill.model_config"]))
     except (json.JSONDecodeError, TypeError) as e:
@@ -263,9 +311,40 @@ def bundled_model(name: str, device: str | torch.device = "cpu") -> DiffusionMod
     from importlib import resources
 
     assets = resources.files("rill") / "assets"
-    available = sorted(p.name[: -len(".safetensors")] for p in assets.iterdir()
-                       if p.name.endswith(".safetensors")) if assets.is_dir() else []
+    available = (
+        sorted(p.name[: -len(".safetensors")] for p in assets.iterdir() if p.name.endswith(".safetensors"))
+        if assets.is_dir()
+        else []
+    )
     if name not in available:
         raise ValueError(f"no bundled model {name!r}; available: {available}")
     with resources.as_file(assets / f"{name}.safetensors") as p:
         return load_model(p, device=device)
+
+
+def save_preview(model: DiffusionModel, prompts: list[str], path: str | os.PathLike, nfe: int = 16) -> Path:
+    """A PNG of samples from `model` via rill.generate: an image grid (one row per prompt), a scatter for 2D
+    points in [-3, 3]², or curves for 1D signals."""
+    from .explain import save_grid
+    from .generate import generate
+
+    path = Path(path)
+    n = max(1, 64 // len(prompts))
+    x = generate(model, prompts, n=n, nfe=nfe, seed=0, device=model.device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if x.ndim == 4:
+        return save_grid(x, path, nrow=n, scale=max(1, 128 // x.shape[-1]))
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(img)
+    flat = x.reshape(len(x), -1).float()
+    if flat.shape[1] == 2:  # points
+        for px, py in ((flat + 3) / 6 * 255).tolist():
+            draw.point((px, 255 - py), fill="black")
+    else:  # signals: the first 8 as curves
+        for row in flat[:8]:
+            ys = ((1 - row.clamp(-1, 1)) / 2 * 255).tolist()
+            draw.line([(i * 255 / max(1, len(ys) - 1), y) for i, y in enumerate(ys)], fill="black")
+    img.save(path)
+    return path

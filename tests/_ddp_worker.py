@@ -1,6 +1,6 @@
 """Worker for tests/test_ddp.py, started by `torchrun --nproc_per_node 2`: a few steps of the real training
-loop (rill.train.train, through the accelerate Accelerator, gloo on the CPU). Each rank records the data indices
-it trained on and writes its final and initial backbone weights to OUT/rank{R}.safetensors."""
+loop (rill.train.train, through the accelerate Accelerator, gloo on the CPU). Each rank records the data
+indices it trained on and writes its final and initial backbone weights to OUT/rank{R}.safetensors."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def main(out: Path) -> None:
     rank = int(os.environ["RANK"])
     seen: list[list[int]] = []
     state: dict[str, object] = {}
-    real_get, real_loss = rill_train._Batches.get, DiffusionModel.loss
+    real_get, real_loss = rill_train.ShardedBatches.get, DiffusionModel.loss
 
     def get(self, step):
         x0, captions, idx = real_get(self, step)
@@ -36,10 +36,19 @@ def main(out: Path) -> None:
             state["initial"] = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
         return real_loss(self, *args, **kw)
 
-    rill_train._Batches.get, DiffusionModel.loss = get, loss
-    cfg = train_preset("digits", out_dir=str(out / "run"), steps=4, batch_size=16, log_every=2, checkpoint_every=2,
-                       sample_every=0, warmup_steps=1, num_threads=1,
-                       **{"model.text_encoder": "digits", "model.net_overrides": {"channels": 16}})
+    rill_train.ShardedBatches.get, DiffusionModel.loss = get, loss
+    cfg = train_preset(
+        "digits",
+        out_dir=str(out / "run"),
+        steps=4,
+        batch_size=16,
+        log_every=2,
+        checkpoint_every=2,
+        sample_every=0,
+        warmup_steps=1,
+        num_threads=1,
+        **{"model.text_encoder": "digits", "model.net_overrides": {"channels": 16}},
+    )
     rill_train.train(cfg, progress=False)
     final = {f"final.{k}": v.detach().contiguous() for k, v in state["model"].net.state_dict().items()}
     initial = {f"initial.{k}": v.contiguous() for k, v in state["initial"].items()}

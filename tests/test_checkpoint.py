@@ -30,8 +30,9 @@ from rill.model import DiffusionModel, bundled_model, load_model, read_safetenso
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SMALL = dict(net="unet2d", net_preset="tiny", shape=(1, 8, 8), text_encoder="digits",
-             net_overrides={"channels": 16})
+SMALL = dict(
+    net="unet2d", net_preset="tiny", shape=(1, 8, 8), text_encoder="digits", net_overrides={"channels": 16}
+)
 
 
 def _model(**kw) -> DiffusionModel:
@@ -83,7 +84,9 @@ def test_load_model_names_mismatching_tensors(tmp_path):
     cfg["net_overrides"]["channels"] = 32  # the config now disagrees with the stored tensors
     from safetensors.torch import save_file
 
-    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "rill.model_config": json.dumps(cfg)})
+    save_file(
+        tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "rill.model_config": json.dumps(cfg)}
+    )
     with pytest.raises(ValueError, match=r"shape mismatches .*net\.conv_in\.weight"):
         load_model(tmp_path / "bad.safetensors")
     del tensors["net.conv_in.bias"]
@@ -167,8 +170,16 @@ def _checkpoint(model: DiffusionModel, step: int) -> Checkpoint:
     opt = _trained_optimizer(model.net, steps=1)
     rng_t, rng_m = capture_rng()
     meta = {"rill.model_config": json.dumps({"shape": [1, 8, 8]})}
-    return Checkpoint(step, model.net.state_dict(), opt.state_dict(), rng_t, rng_m, {"images_seen": step},
-                      ema={k: v + 1 for k, v in model.net.state_dict().items()}, model_metadata=meta)
+    return Checkpoint(
+        step,
+        model.net.state_dict(),
+        opt.state_dict(),
+        rng_t,
+        rng_m,
+        {"images_seen": step},
+        ema={k: v + 1 for k, v in model.net.state_dict().items()},
+        model_metadata=meta,
+    )
 
 
 def test_checkpoint_roundtrip_keep_last_and_corruption(tmp_path):

@@ -22,8 +22,12 @@ WORKER = Path(__file__).with_name("_ddp_worker.py")
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun (from torch) is not on PATH")
 def test_two_process_ddp_training(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
     cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", str(WORKER), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -34,8 +38,12 @@ def test_two_process_ddp_training(tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for k in weights[0]:
         assert torch.equal(weights[0][k], weights[1][k]), k
-    moved = [k for k in weights[0] if k.startswith("final.") and
-             not torch.equal(weights[0][k], weights[0]["initial." + k[len("final."):]])]
+    moved = [
+        k
+        for k in weights[0]
+        if k.startswith("final.")
+        and not torch.equal(weights[0][k], weights[0]["initial." + k[len("final.") :]])
+    ]
     assert len(moved) > 10
     # each rank saw its own half of every global batch of 16
     for step, (a, b) in enumerate(zip(logs[0]["seen"], logs[1]["seen"])):
@@ -45,7 +53,12 @@ def test_two_process_ddp_training(tmp_path):
     # the checkpoint holds both ranks' training-noise generators (gathered through accelerate)
     ck = load_checkpoint(latest_checkpoint(tmp_path / "run"))
     gens = ck.rng_tensors["gen.noise"]
-    assert ck.step == 4 and ck.state["world_size"] == 2 and gens.shape[0] == 2 and not torch.equal(gens[0], gens[1])
+    assert (
+        ck.step == 4
+        and ck.state["world_size"] == 2
+        and gens.shape[0] == 2
+        and not torch.equal(gens[0], gens[1])
+    )
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rill.data import load_dataset
-from rill.data.shapes import render_scene
+from rill.data.shapes import parse_caption, render_scene
 from rill.evaluate import DigitJudge, check_image, check_images, detect_objects, digit_adherence
 from rill.eval.adherence import digit_of_prompt
 from rill.eval.shapes_check import is_heldout_prompt
@@ -39,9 +39,7 @@ def test_shapes_checker_reads_each_attribute():
 
 def test_shapes_checker_pair_relation_and_empty_image():
     cap = "a small red circle to the left of a large blue square"
-    image = torch.from_numpy(render_scene(load_dataset("shapes").__class__  # noqa: SIM
-                                          and __import__("rill.data.shapes", fromlist=["parse_caption"])
-                                          .parse_caption(cap), 32)).permute(2, 0, 1).float() / 127.5 - 1
+    image = torch.from_numpy(render_scene(parse_caption(cap), 32)).permute(2, 0, 1).float() / 127.5 - 1
     assert check_image(image, cap)["correct"]
     swapped = check_image(image, "a large blue square to the left of a small red circle")
     assert swapped["colour"] and swapped["shape"] and not swapped["relation"] and not swapped["correct"]

@@ -1,4 +1,4 @@
-"""Loss weights against hand-computed values, and the exact Gaussian-mixture denoiser as the loss minimiser."""
+"""Loss weights against hand-computed values; the exact Gaussian-mixture denoiser minimises the losses."""
 
 from __future__ import annotations
 
@@ -77,8 +77,11 @@ def test_vp_loss_hand_computed(prediction):
 
 
 def _mixture() -> GaussianMixture:
-    return GaussianMixture(torch.tensor([[-1.0, 0.5], [1.0, -0.5], [0.0, 1.5]]), torch.tensor([[0.2], [0.3], [0.15]]),
-                           torch.tensor([0.3, 0.5, 0.2]))
+    return GaussianMixture(
+        torch.tensor([[-1.0, 0.5], [1.0, -0.5], [0.0, 1.5]]),
+        torch.tensor([[0.2], [0.3], [0.15]]),
+        torch.tensor([0.3, 0.5, 0.2]),
+    )
 
 
 def test_exact_mixture_denoiser_minimises_edm_loss():

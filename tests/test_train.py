@@ -26,9 +26,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def tiny(out: Path, **kw) -> TrainConfig:
     """Digits with class-label conditioning and a 16-channel U-Net: a few steps take seconds."""
-    over = {"out_dir": str(out), "steps": 6, "batch_size": 16, "log_every": 1, "checkpoint_every": 3,
-            "sample_every": 0, "warmup_steps": 2, "num_threads": 1, "model.text_encoder": "digits",
-            "model.net_overrides": {"channels": 16}, **kw}
+    over = {
+        "out_dir": str(out),
+        "steps": 6,
+        "batch_size": 16,
+        "log_every": 1,
+        "checkpoint_every": 3,
+        "sample_every": 0,
+        "warmup_steps": 2,
+        "num_threads": 1,
+        "model.text_encoder": "digits",
+        "model.net_overrides": {"channels": 16},
+        **kw,
+    }
     return train_preset("digits", **over)
 
 
@@ -38,7 +48,9 @@ def losses(out: Path) -> list[tuple[int, float]]:
 
 
 def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
-    drop = {"model.net_overrides": {"channels": 16, "dropout": 0.1}}  # dropout draws from the global torch RNG
+    drop = {
+        "model.net_overrides": {"channels": 16, "dropout": 0.1}
+    }  # dropout draws from the global torch RNG
     straight = train(tiny(tmp_path / "a", **drop), progress=False)
     train(tiny(tmp_path / "b", steps=3, **drop), progress=False)  # a first session that stops at step 3 ...
     resumed = train(tiny(tmp_path / "b", **drop), resume=True, progress=False)  # ... and continues to 6
@@ -81,8 +93,13 @@ def test_sigterm_saves_a_checkpoint_then_stops(tmp_path):
     cfg = tiny(tmp_path, steps=100_000, checkpoint_every=0, keep_last=1)
     (tmp_path / "cfg.json").write_text(config_to_json(cfg))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "rill.train", "--config", str(tmp_path / "cfg.json"), "--quiet"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rill.train", "--config", str(tmp_path / "cfg.json"), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not ((tmp_path / "log.csv").exists() and len(losses(tmp_path)) >= 2):
@@ -144,12 +161,19 @@ def test_configs_validate_and_dry_run_prints_json(capsys):
         train_preset("cats")
     for name in ("digits", "shapes", "points", "signals"):
         assert train_preset(name).model.shape
-    assert main(["--preset", "shapes", "--steps", "7", "--set", "model.net_overrides.channels=32", "--dry-run"]) == 0
+    assert (
+        main(["--preset", "shapes", "--steps", "7", "--set", "model.net_overrides.channels=32", "--dry-run"])
+        == 0
+    )
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["steps"] == 7 and cfg["model"]["net_overrides"] == {"channels": 32} and cfg["data"] == "shapes"
     assert main(["--preset", "small", "--data", "points:moons", "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["model"]["net"] == "mlp" and cfg["model"]["net_preset"] == "small" and cfg["data"] == "points:moons"
+    assert (
+        cfg["model"]["net"] == "mlp"
+        and cfg["model"]["net_preset"] == "small"
+        and cfg["data"] == "points:moons"
+    )
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0 and "--resume" in capsys.readouterr().out

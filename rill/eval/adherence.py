@@ -104,9 +104,12 @@ class ClipScorer:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: no config.json; pass a local folder with a CLIP model and its "
                                     "tokenizer (saved with save_pretrained); rill never downloads weights")
-        self.model = transformers.CLIPModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
-        self.model.to(device)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        from rill.text import _quiet_transformers  # mutes load reports and progress bars
+
+        with _quiet_transformers():
+            self.model = transformers.CLIPModel.from_pretrained(path, local_files_only=True)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model.eval().requires_grad_(False).to(device)
         self.image_size = int(self.model.config.vision_config.image_size)
         self.mean = torch.tensor(_CLIP_MEAN).view(1, 3, 1, 1)
         self.std = torch.tensor(_CLIP_STD).view(1, 3, 1, 1)

@@ -195,15 +195,19 @@ class HFImageFeatures:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: no config.json; pass a local folder holding a CLIP / DINOv2 / vision "
                                     "model saved with save_pretrained (rill never downloads weights)")
-        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
-        self.model_type = config.model_type
-        if self.model_type in ("clip", "clip_vision_model"):
-            cls, mean_std = transformers.CLIPVisionModel, (_CLIP_MEAN, _CLIP_STD)
-        elif self.model_type == "dinov2":
-            cls, mean_std = transformers.Dinov2Model, (_IMAGENET_MEAN, _IMAGENET_STD)
-        else:
-            cls, mean_std = transformers.AutoModel, (_IMAGENET_MEAN, _IMAGENET_STD)
-        self.model = cls.from_pretrained(path, local_files_only=True).eval().requires_grad_(False).to(device)
+        from rill.text import _quiet_transformers  # mutes load reports and progress bars
+
+        with _quiet_transformers():
+            config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+            self.model_type = config.model_type
+            if self.model_type in ("clip", "clip_vision_model"):
+                cls, mean_std = transformers.CLIPVisionModel, (_CLIP_MEAN, _CLIP_STD)
+            elif self.model_type == "dinov2":
+                cls, mean_std = transformers.Dinov2Model, (_IMAGENET_MEAN, _IMAGENET_STD)
+            else:
+                cls, mean_std = transformers.AutoModel, (_IMAGENET_MEAN, _IMAGENET_STD)
+            model = cls.from_pretrained(path, local_files_only=True)
+        self.model = model.eval().requires_grad_(False).to(device)
         pre = path / "preprocessor_config.json"
         if pre.is_file():
             p = json.loads(pre.read_text())

@@ -1,6 +1,7 @@
 """Backbones: ``net(x_in, c_noise, cond=None) -> Tensor`` (same shape as ``x_in``). No diffusion logic here.
 
-- ``UNet2D`` images (B, C, H, W), with text cross-attention; ``UNet1D`` signals (B, C, L); ``MLP`` vectors (B, D)
+- ``UNet2D`` images (B, C, H, W) with text cross-attention; ``UNet1D`` signals (B, C, L);
+  ``MLP`` vectors (B, D)
 - ``build_net(kind, preset, **overrides)``, ``PRESETS``, ``net_config(net)``, ``count_parameters(net)``
 """
 

@@ -138,11 +138,13 @@ class CondEmbedding(nn.Module):
         self.label_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
 
     def forward(self, c_noise: Tensor, cond: Cond | None, batch_size: int) -> Tensor:
-        c_noise = torch.as_tensor(c_noise).reshape(-1)
+        c_noise = torch.as_tensor(c_noise, device=self.fourier.freqs.device).reshape(-1)
         if c_noise.numel() == 1:
             c_noise = c_noise.expand(batch_size)
         if c_noise.shape[0] != batch_size:
-            raise ValueError(f"c_noise must have shape ({batch_size},) or be a scalar, got {tuple(c_noise.shape)}")
+            raise ValueError(
+                f"c_noise must have shape ({batch_size},) or be a scalar, got {tuple(c_noise.shape)}"
+            )
         emb = self.noise_mlp(self.fourier(c_noise).to(self.noise_mlp[0].weight.dtype))  # (B, E)
         cond = cond or {}
         if self.pooled_proj is not None and cond.get("pooled") is not None:
@@ -161,8 +163,8 @@ class CondEmbedding(nn.Module):
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv ×2 residual block with scale-shift (FiLM) conditioning on the embedding.
 
-    ``h = conv2(drop(silu(norm2(conv1(silu(norm1(x)))) · (1 + scale) + shift)))``; conv2 is zero-initialised so
-    the block starts as (a projection of) the identity.
+    ``h = conv2(drop(silu(norm2(conv1(silu(norm1(x)))) · (1 + scale) + shift)))``; conv2 is zero-initialised
+    so the block starts as (a projection of) the identity.
     """
 
     def __init__(self, dims: int, in_ch: int, out_ch: int, emb_dim: int, dropout: float = 0.0) -> None:
@@ -227,10 +229,11 @@ class CrossAttention(nn.Module):
             return x + _bcast(self.proj(v_null)[None], x.ndim)
         if context.ndim != 3 or context.shape[-1] != self.context_dim:
             raise ValueError(
-                f"cond['tokens'] must have shape (B, L, {self.context_dim}) (context_dim={self.context_dim}), "
-                f"got {tuple(context.shape)}"
+                f"cond['tokens'] must have shape (B, L, {self.context_dim}) "
+                f"(context_dim={self.context_dim}), got {tuple(context.shape)}"
             )
-        ctx = torch.cat([self.null_token.to(context.dtype).expand(B, 1, -1), context], dim=1)  # (B, L+1, D)
+        context = context.to(self.null_token.dtype)
+        ctx = torch.cat([self.null_token.expand(B, 1, -1), context], dim=1)  # (B, L+1, D)
         kv = self.kv(ctx).view(B, ctx.shape[1], 2, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         h = self.norm(x).flatten(2).transpose(1, 2)  # (B, N, C)
         q = self.q(h).view(B, -1, self.heads, C // self.heads).transpose(1, 2)  # (B, heads, N, C/heads)

@@ -45,7 +45,7 @@ class MLPConfig:
 
 
 class MLPBlock(nn.Module):
-    """Pre-norm residual block: ``x + W2(drop(silu(W1(LN(x) · (1 + scale) + shift))))``, W2 zero-initialised."""
+    """Pre-norm residual block ``x + W2(drop(silu(W1(LN(x) · (1 + scale) + shift))))``; W2 starts at zero."""
 
     def __init__(self, hidden: int, inner: int, emb_dim: int, dropout: float = 0.0) -> None:
         super().__init__()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
 from torch import nn
 
 from rill.nets.layers import make_config
@@ -109,9 +108,7 @@ def preset_table() -> str:
     rows = [("kind", "preset", "params")]
     for kind, presets in PRESETS.items():
         for name in presets:
-            with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-                n = count_parameters(build_net(kind, name))
-            rows.append((kind, name, f"{n:,}"))
+            rows.append((kind, name, f"{count_parameters(build_net(kind, name)):,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}" for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

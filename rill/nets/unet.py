@@ -1,13 +1,14 @@
 """U-Net backbones: a dimension-agnostic core (``UNet``) and the 2D image net ``UNet2D``.
 
 ``net(x_in, c_noise, cond=None) -> Tensor`` of the same shape as ``x_in``. The net knows nothing about
-diffusion: ``c_noise`` (B,) is any per-sample number of order one (EDM: ln(σ)/4), embedded with Fourier features.
+diffusion: ``c_noise`` (B,) is any per-sample number of order one (EDM: ln(σ)/4), embedded with Fourier
+features.
 
-Architecture (ADM-style, sized for CPUs): conv-in, then per resolution level ``num_res_blocks`` residual blocks
-(GroupNorm + SiLU, FiLM from the embedding), optional self-attention and text cross-attention, a stride-2
-downsample; a middle block; the mirrored decoder with skip concatenation and one extra block per level; and a
-zero-initialised GroupNorm-SiLU-conv output. The embedding is noise + projected pooled text + class label.
-The 1D net (``unet1d.py``) is the same core with ``dims=1``.
+Architecture (ADM-style, sized for CPUs): conv-in, then per resolution level ``num_res_blocks`` residual
+blocks (GroupNorm + SiLU, FiLM from the embedding), optional self-attention and text cross-attention, a
+stride-2 downsample; a middle block; the mirrored decoder with skip concatenation and one extra block per
+level; and a zero-initialised GroupNorm-SiLU-conv output. The embedding is noise + projected pooled text +
+class label. The 1D net (``unet1d.py``) is the same core with ``dims=1``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class UNetConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.channel_mult or min(self.channel_mult) < 1:
-            raise ValueError(f"channel_mult must be a non-empty tuple of positive ints, got {self.channel_mult}")
+            raise ValueError(
+                f"channel_mult must be a non-empty tuple of positive ints, got {self.channel_mult}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.cross_attn_resolutions and not self.context_dim:

@@ -21,7 +21,7 @@ class UNet1DConfig(UNetConfig):
 
 
 class UNet1D(UNet):
-    """1D U-Net; ``UNet1D(UNet1DConfig(...))``, ``UNet1D(channels=32, ...)`` or both. Config in ``net.config``."""
+    """1D U-Net: ``UNet1D(UNet1DConfig(...))``, ``UNet1D(channels=32)`` or both; config in ``net.config``."""
 
     kind = "unet1d"
 

@@ -1,0 +1,80 @@
+"""Training data plumbing: a deterministic, resumable, sharded batch order and the caption-embedding bank.
+
+The order of the data is a pure function of (seed, step): one permutation of the n items per epoch, walked in
+order; process r of w takes the r-th slice of each global batch. A resumed run therefore needs no data-loader
+state, and the processes of a DDP run see disjoint shards of every batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["batch_indices", "ShardedBatches", "CaptionBank"]
+
+
+def batch_indices(step: int, n: int, global_batch: int, seed: int) -> Tensor:
+    """Dataset indices of the global batch of `step`: a fresh permutation of the n items per epoch, walked in
+    order, so the order depends only on (seed, step) and resuming needs no data-loader state."""
+    pos = torch.arange(step * global_batch, (step + 1) * global_batch)
+    epochs, within = pos // n, pos % n
+    out = torch.empty_like(pos)
+    for e in epochs.unique().tolist():
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + e))
+        sel = epochs == e
+        out[sel] = perm[within[sel]]
+    return out
+
+
+class ShardedBatches:
+    """This process's slice of each global batch; items are cached after the first read (datasets that render
+    on the fly pay once)."""
+
+    def __init__(self, dataset: Any, global_batch: int, seed: int, rank: int, world: int) -> None:
+        if global_batch % world:
+            raise ValueError(f"batch_size={global_batch} must be divisible by the {world} processes")
+        self.dataset, self.global_batch, self.seed = dataset, global_batch, seed
+        self.per_rank, self.rank = global_batch // world, rank
+        self.captions = list(dataset.captions)
+        self.images = getattr(dataset, "images", None)
+        if not isinstance(self.images, Tensor) or len(self.images) != len(dataset):
+            self.images = None
+        self._cache: dict[int, Tensor] = {}
+
+    def indices(self, step: int) -> Tensor:
+        idx = batch_indices(step, len(self.dataset), self.global_batch, self.seed)
+        return idx[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+
+    def get(self, step: int) -> tuple[Tensor, list[str], Tensor]:
+        idx = self.indices(step)
+        if self.images is not None:
+            x0 = self.images[idx].float()
+        else:
+            for i in idx.tolist():
+                if i not in self._cache:
+                    self._cache[i] = torch.as_tensor(self.dataset[i][0]).float()
+            x0 = torch.stack([self._cache[i] for i in idx.tolist()])
+        return x0, [self.captions[i] for i in idx.tolist()], idx
+
+
+class CaptionBank:
+    """Every distinct caption (and "") encoded once up front; a batch's conditioning is a lookup."""
+
+    def __init__(self, model: Any, captions: list[str], chunk: int = 256) -> None:
+        enc = model.text_encoder
+        enc = getattr(enc, "encoder", enc)  # bypass CachedEncoder: the bank is the cache
+        self.unique = sorted(set(captions) | {""})
+        self.index = {c: i for i, c in enumerate(self.unique)}
+        parts = [enc.encode(self.unique[i : i + chunk]) for i in range(0, len(self.unique), chunk)]
+        self.cond = {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
+        if "mask" in self.cond and "tokens" in self.cond:  # drop all-padding columns (masked anyway)
+            length = int(self.cond["mask"].any(0).nonzero().max()) + 1
+            for k in ("tokens", "mask"):
+                self.cond[k] = self.cond[k][:, :length]
+
+    def lookup(self, captions: list[str], drop: Tensor, device: torch.device) -> dict[str, Tensor]:
+        ids = torch.tensor([self.index[c] for c in captions])
+        ids = torch.where(drop, self.index[""], ids)  # caption dropout -> the unconditional embedding
+        return {k: v[ids].to(device) for k, v in self.cond.items()}
