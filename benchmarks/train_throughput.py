@@ -47,8 +47,11 @@ def _rill_step(case: str, batch: int):
     shape = CASES[case][2]
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand((batch, *shape), generator=g) * 2 - 1
-    cond = {"tokens": torch.randn(batch, TOKENS, 384, generator=g), "mask": torch.ones(batch, TOKENS, dtype=torch.bool),
-            "pooled": torch.randn(batch, 384, generator=g)}
+    cond = {
+        "tokens": torch.randn(batch, TOKENS, 384, generator=g),
+        "mask": torch.ones(batch, TOKENS, dtype=torch.bool),
+        "pooled": torch.randn(batch, 384, generator=g),
+    }
 
     def step() -> None:
         loss = model.loss(x0, cond, generator=g).mean()
@@ -74,7 +77,9 @@ def _peer_step(case: str, batch: int):
     def step() -> None:
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, 1000, (batch,), generator=g)
-        pred = unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
+        pred = unet(
+            sched.add_noise(x0, noise, t), t, encoder_hidden_states=tokens, encoder_attention_mask=mask
+        ).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -98,8 +103,10 @@ def measure(case: str, seconds: float, round_s: float = 3.0) -> dict:
                 fn()
                 n += 1
             rates[name].append(n * batch / (time.perf_counter() - t0))
-    out = {name: {"params": steps[name][1], "images_per_s": statistics.median(r), "rounds": len(r)}
-           for name, r in rates.items()}
+    out = {
+        name: {"params": steps[name][1], "images_per_s": statistics.median(r), "rounds": len(r)}
+        for name, r in rates.items()
+    }
     out["ratio"] = out["rill"]["images_per_s"] / out["diffusers"]["images_per_s"]
     out["batch"], out["shape"] = batch, list(CASES[case][2])
     return out
@@ -115,20 +122,30 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     res = {case: measure(case, args.seconds) for case in args.cases.split(",")}
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
-    lines = ["# Training throughput: rill U-Net vs diffusers UNet2DConditionModel", "",
-             f"Written by `python benchmarks/train_throughput.py --seconds {args.seconds:g}` ({args.threads} threads, "
-             f"{os.cpu_count()} shared CPU cores, load average {load}). Forward + loss + backward + AdamW, "
-             f"{TOKENS} text tokens of width 384; median of alternating rounds.", "",
-             "| data | net | parameters | batch | images/s |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "# Training throughput: rill U-Net vs diffusers UNet2DConditionModel",
+        "",
+        f"Written by `python benchmarks/train_throughput.py --seconds {args.seconds:g}` "
+        f"({args.threads} threads, "
+        f"{os.cpu_count()} shared CPU cores, load average {load}). Forward + loss + backward + AdamW, "
+        f"{TOKENS} text tokens of width 384; median of alternating rounds.",
+        "",
+        "| data | net | parameters | batch | images/s |",
+        "|---|---|---:|---:|---:|",
+    ]
     for case, r in res.items():
         for name in ("rill", "diffusers"):
-            lines.append(f"| {case} {tuple(r['shape'])} | {name} | {r[name]['params']:,} | {r['batch']} | "
-                         f"{r[name]['images_per_s']:.0f} |")
+            lines.append(
+                f"| {case} {tuple(r['shape'])} | {name} | {r[name]['params']:,} | {r['batch']} | "
+                f"{r[name]['images_per_s']:.0f} |"
+            )
         lines.append(f"| | rill / diffusers | | | {r['ratio']:.2f}x |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({**res, "load": load, "threads": args.threads}, indent=2) + "\n")
+    out.with_suffix(".json").write_text(
+        json.dumps({**res, "load": load, "threads": args.threads}, indent=2) + "\n"
+    )
     print(out.read_text())
     return 0
 

@@ -82,6 +82,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _fsync_file(path: Path) -> None:
+    """fsync `path`, first giving it the usual permissions (safetensors writes 0600 files)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 

@@ -106,6 +106,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.model:
         print(f"model: bundled '{spec}' (chosen from the prompt; pass --model digits|shapes|CKPT to choose)")
     path = model_path(spec)
+    import torch
+
     from .explain import make_grid, save_gif, save_grid, save_png
     from .generate import generate
     from .model import load_model
@@ -113,8 +115,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model = load_model(path)
     frames: list = []
 
-    def record(step, x, sigma, x0_hat):
-        frames.append(make_grid(x0_hat.detach().float().cpu().clamp(-1, 1), nrow=min(args.n, 8)))
+    def record(step, x, sigma, x0_hat):  # top row: x shown as x / sqrt(1 + σ²); bottom row: x̂0
+        x, x0_hat = x[:8].detach().float().cpu() / (1 + sigma**2) ** 0.5, x0_hat[:8].detach().float().cpu()
+        frames.append(make_grid(torch.cat([x, x0_hat]).clamp(-1, 1), nrow=x.shape[0]))
 
     images = generate(
         model,
@@ -147,7 +150,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     print(f"grid: {grid}")
     if args.gif:
-        frames.append(make_grid(images, nrow=min(args.n, 8)))
+        frames.append(make_grid(torch.cat([images[:8], images[:8]]), nrow=min(args.n, 8)))
         print(f"gif:  {save_gif(frames, out / f'{slug}-denoising.gif', scale=scale)}")
     print(f"time: {t_gen:.2f} s to generate, {time.perf_counter() - t0:.2f} s in total")
     return 0
@@ -324,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--out", default="rill-out", help="output folder (default ./rill-out)")
     g.add_argument("--scale", type=pos, help="upscaling of the extra *-xS.png copies (default: to >= 128 px)")
-    g.add_argument("--gif", action="store_true", help="also save an animation of x̂0 over the sampler's steps")
+    g.add_argument(
+        "--gif", action="store_true", help="also save an animation of x and x̂0 over the sampler's steps"
+    )
     g.add_argument("--device", help=device_help)
     g.add_argument("--sigma-min", type=flt, help="smallest σ of the sampling grid (default: the model's)")
     g.add_argument("--sigma-max", type=flt, help="largest σ of the sampling grid (default: the model's)")

@@ -191,11 +191,10 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     ),
     # 32×32 RGB shapes with colour / shape captions
     "shapes": dict(
-        data="shapes", steps=2500, batch_size=32, lr=1e-3, warmup_steps=200, ema_halflife_images=20_000,
-        sample_every=500, checkpoint_every=500, out_dir="runs/shapes",
-        model=dict(net="unet2d", net_preset="small", shape=(3, 32, 32), text_encoder="minilm",
-                   dataset="shapes",
-                   guidance=3.0),
+        data="shapes", steps=2500, batch_size=32, lr=2e-3, warmup_steps=100, ema_halflife_images=20_000,
+        sample_every=500, checkpoint_every=250, out_dir="runs/shapes",
+        model=dict(net="unet2d", net_preset="small", net_overrides={"num_res_blocks": 1}, shape=(3, 32, 32),
+                   text_encoder="minilm", dataset="shapes", guidance=3.0),
     ),
     # 2D point clouds, unconditional residual MLP
     "points": dict(

@@ -56,27 +56,56 @@ def _positive(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rill eval", description="Evaluate a model: FD, precision/recall, diversity, "
-                                "prompt adherence, saturation, optional NLL. Prints a table, writes JSON.")
+    p = argparse.ArgumentParser(
+        prog="rill eval",
+        description="Evaluate a model: FD, precision/recall, diversity, "
+        "prompt adherence, saturation, optional NLL. Prints a table, writes JSON.",
+    )
     p.add_argument("checkpoint", help="a .safetensors checkpoint, or a bundled model: digits | shapes")
-    p.add_argument("--data", choices=DATASETS, default=None,
-                   help="which dataset the model draws (default: the one recorded in the checkpoint)")
-    p.add_argument("--prompts", default=None, help="prompt file: JSON list of strings, or text, one per line "
-                   "(default: the dataset's prompt set; shapes prompts must follow the caption templates)")
-    p.add_argument("-n", type=_positive("-n"), default=None, help="images per prompt (default 50 digits, 16 shapes)")
-    p.add_argument("--nfe", type=_positive("--nfe"), default=16, help="denoiser evaluations per image (default 16)")
+    p.add_argument(
+        "--data",
+        choices=DATASETS,
+        default=None,
+        help="which dataset the model draws (default: the one recorded in the checkpoint)",
+    )
+    p.add_argument(
+        "--prompts",
+        default=None,
+        help="prompt file: JSON list of strings, or text, one per line "
+        "(default: the dataset's prompt set; shapes prompts must follow the caption templates)",
+    )
+    p.add_argument(
+        "-n", type=_positive("-n"), default=None, help="images per prompt (default 50 digits, 16 shapes)"
+    )
+    p.add_argument(
+        "--nfe", type=_positive("--nfe"), default=16, help="denoiser evaluations per image (default 16)"
+    )
     p.add_argument("--sampler", default="auto", help="sampler name or 'auto' (default)")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image of each prompt (default 0)")
-    p.add_argument("--features", default="classifier",
-                   help="'classifier' (rill's CNN trained on the real data, default) or 'hf:PATH' (local CLIP / "
-                   "DINOv2 folder)")
-    p.add_argument("--clip", default=None, metavar="PATH", help="local CLIP folder: also report the CLIP score")
-    p.add_argument("--nll", type=int, default=0, metavar="N",
-                   help="also estimate NLL (bits/dim) on N held-out real images (slow: ~100+ NFE with gradients)")
+    p.add_argument(
+        "--features",
+        default="classifier",
+        help="'classifier' (rill's CNN trained on the real data, default) or 'hf:PATH' (local CLIP / "
+        "DINOv2 folder)",
+    )
+    p.add_argument(
+        "--clip", default=None, metavar="PATH", help="local CLIP folder: also report the CLIP score"
+    )
+    p.add_argument(
+        "--nll",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also estimate NLL (bits/dim) on N held-out real images (slow: ~100+ NFE with gradients)",
+    )
     p.add_argument("--out", default="rill-eval.json", help="JSON results file (default ./rill-eval.json)")
-    p.add_argument("--cache", default=None, help="folder for the trained feature nets (default: next to the "
-                   "checkpoint, or ~/.cache/rill/eval for bundled models; $RILL_CACHE overrides)")
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="folder for the trained feature nets (default: next to the "
+        "checkpoint, or ~/.cache/rill/eval for bundled models; $RILL_CACHE overrides)",
+    )
     p.add_argument("--batch-size", type=_positive("--batch-size"), default=128, help="sampling batch size")
     return p
 
@@ -88,8 +117,10 @@ def _dataset_of(model: Any, override: str | None, source: str) -> str:
     name = recorded.split(":")[0]
     if name in DATASETS:
         return name
-    raise ValueError(f"{source}: the checkpoint records dataset {recorded!r}; rill eval knows {DATASETS}. "
-                     "Pass --data digits|shapes if the model draws one of them")
+    raise ValueError(
+        f"{source}: the checkpoint records dataset {recorded!r}; rill eval knows {DATASETS}. "
+        "Pass --data digits|shapes if the model draws one of them"
+    )
 
 
 def _default_cache(spec: str, cli_value: str | None) -> str | None:
@@ -112,8 +143,10 @@ def load_checkpoint(spec: str) -> Any:
         return bundled_model(spec)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {spec!r} does not exist; pass a .safetensors file written by "
-                                f"'rill train' or a bundled model: {', '.join(DATASETS)}")
+        raise FileNotFoundError(
+            f"checkpoint {spec!r} does not exist; pass a .safetensors file written by "
+            f"'rill train' or a bundled model: {', '.join(DATASETS)}"
+        )
     try:
         return load_model(path)
     except (ValueError, KeyError, OSError, RuntimeError) as e:
@@ -122,11 +155,13 @@ def load_checkpoint(spec: str) -> Any:
 
 
 def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
-    """`rill eval CKPT [options]`: accepts an argv list or the Namespace of rill.cli (checkpoint, eval_args)."""
+    """`rill eval CKPT [options]`: takes an argv list or rill.cli's Namespace (checkpoint, eval_args)."""
     if isinstance(argv, argparse.Namespace):
         argv = [argv.checkpoint, *getattr(argv, "eval_args", [])]
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    model = load_checkpoint(args.checkpoint)  # bundled name or path; a file that does not match its config raises here
+    model = load_checkpoint(
+        args.checkpoint
+    )  # bundled name or path; a file that does not match its config raises here
     dataset = _dataset_of(model, args.data, args.checkpoint)
     prompts = read_prompt_file(args.prompts) if args.prompts else None
     if prompts is not None and dataset == "shapes":
@@ -134,10 +169,21 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
 
         check_prompts(dataset, prompts, args.prompts)
     n = args.n or (50 if dataset == "digits" else 16)
-    result = evaluate_model(model, dataset, prompts, n=n, nfe=args.nfe, sampler=args.sampler,
-                            guidance=args.guidance, seed=args.seed, features=args.features,
-                            cache=_default_cache(args.checkpoint, args.cache), nll=args.nll, clip=args.clip,
-                            batch_size=args.batch_size)
+    result = evaluate_model(
+        model,
+        dataset,
+        prompts,
+        n=n,
+        nfe=args.nfe,
+        sampler=args.sampler,
+        guidance=args.guidance,
+        seed=args.seed,
+        features=args.features,
+        cache=_default_cache(args.checkpoint, args.cache),
+        nll=args.nll,
+        clip=args.clip,
+        batch_size=args.batch_size,
+    )
     result = {"checkpoint": args.checkpoint, **result}
     print(format_table(result))
     out = Path(args.out)

@@ -104,7 +104,8 @@ def save_labeled_grid(images: Tensor, path: str | Path, labels: Sequence[str], s
     cols = images.shape[0] // len(labels)
     grid = to_pil(make_grid(images, nrow=cols), scale).convert("RGB")
     row_h = (images.shape[-2] + 1) * scale
-    left = 8 + 6 * max(len(t) for t in labels)  # the default bitmap font is about 6 px per character
+    measure = ImageDraw.Draw(grid)
+    left = 10 + int(max(measure.textlength(t) for t in labels))
     out = Image.new("RGB", (grid.width + left, grid.height), "white")
     out.paste(grid, (left, 0))
     draw = ImageDraw.Draw(out)
@@ -196,7 +197,7 @@ def _label_columns(pil, sigmas: list[float], cell: int, scale: int):
     draw = ImageDraw.Draw(out)
     for k, s in enumerate(sigmas):
         x = scale + k * (cell + scale)  # padding of 1 pixel, upscaled
-        draw.text((x + 1, 1), f"σ={s:.3g}" if s else "out", fill=(0, 0, 0))
+        draw.text((x + 1, 1), f"sigma {s:.3g}" if s else "output", fill=(0, 0, 0))  # ASCII: any font has it
     return out
 
 
@@ -311,11 +312,13 @@ def run_demo(
     seed: int = 0,
     columns: int = 6,
     device: str | None = None,
+    models: dict[str, Any] | None = None,
     log=print,
 ) -> dict[str, Path]:
     """The `rill demo` folder: digit and shape prompt grids, a denoising strip (PNG + GIF) and an index.md.
 
     Column j of every grid uses seed + j (same starting noise along a column: only the prompt changes).
+    models: {"digits": model, "shapes": model} to use instead of the bundled ones.
     """
     import time
 
@@ -323,7 +326,7 @@ def run_demo(
 
     out = Path(out)
     t0 = time.perf_counter()
-    models = _load_bundled(["digits", "shapes"])
+    models = models or _load_bundled(["digits", "shapes"])
     timings = {"load models + text encoder": time.perf_counter() - t0}
     written: dict[str, Path] = {}
 

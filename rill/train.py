@@ -195,6 +195,8 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     cfg.model = model.config  # resolved (full backbone fields, encoder spec): what the files record
     batches = ShardedBatches(dataset, cfg.batch_size, cfg.seed, rank, world)
     bank = CaptionBank(model, batches.captions) if model.conditional else None
+    if bank is not None:  # record the encoder's full spec (not just its name) in every file written
+        model.config.text_encoder = dict(model.text_encoder.spec)
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     halflife = None if cfg.ema_decay is not None else cfg.ema_halflife_images
     ema = EMA(model.net, cfg.ema_decay, halflife, cfg.ema_rampup)
@@ -279,7 +281,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
             ema.update(model.net, cfg.batch_size, images_seen)
             losses.append(loss.detach())
             bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_every == 0 or step == cfg.steps or flags[1:].any():  # also the last step
                 mean = torch.stack(losses).mean()
                 mean = (acc.reduce(mean, "mean") if world > 1 else mean).item()
                 now = time.perf_counter()

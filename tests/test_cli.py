@@ -84,7 +84,7 @@ def test_generate_subprocess_writes_pngs(tiny_ckpt, tmp_path):
     with Image.open(out / f"{stem}-grid.png") as im:
         assert im.size == ((3 * 9 + 1) * 4, 10 * 4)
     with Image.open(out / f"{stem}-denoising.gif") as im:
-        assert im.n_frames == 5  # 4 steps of x̂0 + the final sample
+        assert im.n_frames == 5 and im.size == ((3 * 9 + 1) * 4, (2 * 9 + 1) * 4)  # 4 steps + the sample
 
 
 def test_generate_png_matches_generate_api(tiny_ckpt, tmp_path):

@@ -7,9 +7,9 @@ import torch
 
 from rill.data import load_dataset
 from rill.data.shapes import parse_caption, render_scene
-from rill.evaluate import DigitJudge, check_image, check_images, detect_objects, digit_adherence
 from rill.eval.adherence import digit_of_prompt
 from rill.eval.shapes_check import is_heldout_prompt
+from rill.evaluate import DigitJudge, check_image, check_images, detect_objects, digit_adherence
 
 torch.set_num_threads(1)
 
@@ -29,8 +29,12 @@ def test_shapes_checker_reads_each_attribute():
     scene = [{"shape": "triangle", "colour": "orange", "size": "large", "position": "bottom right"}]
     image = render_scene(scene, 32)  # uint8 (H, W, 3), canonical layout
     (obj,) = detect_objects(image)
-    assert (obj["shape"], obj["colour"], obj["size"], obj["position"]) == ("triangle", "orange", "large",
-                                                                           "bottom right")
+    assert (obj["shape"], obj["colour"], obj["size"], obj["position"]) == (
+        "triangle",
+        "orange",
+        "large",
+        "bottom right",
+    )
     assert check_image(image, "a large orange triangle in the bottom right")["correct"]
     wrong = check_image(image, "a small orange circle in the top left")
     assert not wrong["correct"] and wrong["colour"] and not wrong["shape"] and not wrong["size"]

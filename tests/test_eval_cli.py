@@ -1,4 +1,4 @@
-"""rill eval: prompt files, clear errors for bad inputs and mismatched checkpoints, the end-to-end pipeline."""
+"""rill eval: prompt files, clear errors for bad inputs and mismatched checkpoints, the whole pipeline."""
 
 from __future__ import annotations
 
@@ -17,8 +17,16 @@ torch.set_num_threads(1)
 
 
 def _tiny_digits_model() -> DiffusionModel:
-    model = DiffusionModel(ModelConfig(net="unet2d", net_preset="tiny", shape=(1, 8, 8), text_encoder="digits",
-                                       dataset="digits", net_overrides={"channels": 16}))
+    model = DiffusionModel(
+        ModelConfig(
+            net="unet2d",
+            net_preset="tiny",
+            shape=(1, 8, 8),
+            text_encoder="digits",
+            dataset="digits",
+            net_overrides={"channels": 16},
+        )
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -87,8 +95,17 @@ def test_end_to_end_pipeline_and_n_below_two(tmp_path):
     prompts = ["a handwritten digit 1", "a handwritten digit 7"]
     result = evaluate_model(model, "digits", prompts, n=3, nfe=2, sampler="euler", features=net, log=False)
     assert result["images"] == 6 and result["reference_images"] == 1438
-    for key in ("fd", "fd_real_floor", "precision", "recall", "diversity", "adherence", "adherence_real",
-                "saturation", "clipped"):
+    for key in (
+        "fd",
+        "fd_real_floor",
+        "precision",
+        "recall",
+        "diversity",
+        "adherence",
+        "adherence_real",
+        "saturation",
+        "clipped",
+    ):
         assert result[key] is not None and result[key] == result[key], key
     assert "Fréchet distance" in format_table(result)
     with pytest.raises(ValueError, match="n \\(images per prompt\\) must be >= 2"):

@@ -23,8 +23,16 @@ def test_exact_trace_matches_mixture_density_d2():
     gm = _mixture(2)
     x = gm.sample(16, generator=torch.Generator().manual_seed(0), sigma=SIGMA_MIN)
     exact = gm.log_prob(x, SIGMA_MIN)  # like with like: the ODE gives log p_σmin, not log p_0
-    est = log_likelihood(gm, x, trace="exact", sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, rtol=1e-6, atol=1e-6,
-                         log_prior=lambda y: gm.log_prob(y, SIGMA_MAX))
+    est = log_likelihood(
+        gm,
+        x,
+        trace="exact",
+        sigma_min=SIGMA_MIN,
+        sigma_max=SIGMA_MAX,
+        rtol=1e-6,
+        atol=1e-6,
+        log_prior=lambda y: gm.log_prob(y, SIGMA_MAX),
+    )
     rel = ((est - exact).abs() / exact.abs()).max().item()
     assert rel < 0.01, f"max relative error {rel:.4f}"
     # the default N(0, σ_max² I) prior costs only ~|E x0| / σ_max nats
@@ -37,8 +45,17 @@ def test_hutchinson_matches_mixture_density_d16():
     g = torch.Generator().manual_seed(1)
     x = gm.sample(48, generator=g, sigma=SIGMA_MIN)
     exact = gm.log_prob(x, SIGMA_MIN)
-    est = log_likelihood(gm, x, trace="hutchinson", probes=16, noise="rademacher", generator=g,
-                         rtol=1e-6, atol=1e-6, log_prior=lambda y: gm.log_prob(y, SIGMA_MAX))
+    est = log_likelihood(
+        gm,
+        x,
+        trace="hutchinson",
+        probes=16,
+        noise="rademacher",
+        generator=g,
+        rtol=1e-6,
+        atol=1e-6,
+        log_prior=lambda y: gm.log_prob(y, SIGMA_MAX),
+    )
     # Hutchinson is unbiased per sample; the reported number is the mean over the data
     rel = abs(est.mean().item() - exact.mean().item()) / abs(exact.mean().item())
     assert rel < 0.01, f"relative error of the mean log-likelihood {rel:.4f}"
@@ -62,7 +79,11 @@ def test_bits_per_dim_convention():
     images = torch.zeros(3, 1, 2, 2, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     out = bits_per_dim(zero, images, levels=256, generator=g, rtol=1e-8, atol=1e-8, trace="exact")
-    x = images + (torch.rand(images.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) - 0.5) / 127.5
+    x = (
+        images
+        + (torch.rand(images.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) - 0.5)
+        / 127.5
+    )
     logp = (-0.5 * (x / SIGMA_MIN) ** 2 - math.log(SIGMA_MIN) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
     expected = (-logp / 4 + math.log(127.5)) / math.log(2)
     torch.testing.assert_close(out["bpd"], expected, rtol=1e-5, atol=1e-5)

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from rill.evaluate import diversity, frechet_distance, frechet_distance_from_stats, precision_recall, saturation
+from rill.evaluate import (
+    diversity,
+    frechet_distance,
+    frechet_distance_from_stats,
+    precision_recall,
+    saturation,
+)
 
 torch.set_num_threads(1)
 
@@ -23,7 +29,9 @@ def test_fd_closed_form_for_two_gaussians():
     mu1, mu2 = np.array([0.0, 1.0, -2.0]), np.array([1.0, 1.0, 0.5])
     a, b = np.array([1.0, 2.0, 0.5]), np.array([3.0, 0.5, 0.5])
     expected = ((mu1 - mu2) ** 2).sum() + ((a - b) ** 2).sum()
-    assert frechet_distance_from_stats(mu1, np.diag(a**2), mu2, np.diag(b**2)) == pytest.approx(expected, rel=1e-10)
+    assert frechet_distance_from_stats(mu1, np.diag(a**2), mu2, np.diag(b**2)) == pytest.approx(
+        expected, rel=1e-10
+    )
 
 
 def test_fd_non_commuting_covariances_match_scipy_sqrtm():
@@ -39,7 +47,9 @@ def test_fd_non_commuting_covariances_match_scipy_sqrtm():
 def test_fd_of_samples_approaches_the_closed_form():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(20000, 2, generator=g, dtype=torch.float64)
-    y = torch.randn(20000, 2, generator=g, dtype=torch.float64) * 2 + torch.tensor([3.0, 0.0], dtype=torch.float64)
+    y = torch.randn(20000, 2, generator=g, dtype=torch.float64) * 2 + torch.tensor(
+        [3.0, 0.0], dtype=torch.float64
+    )
     assert frechet_distance(x, y) == pytest.approx(9.0 + 2 * (2 - 1) ** 2, rel=0.03)
 
 

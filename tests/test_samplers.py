@@ -1,8 +1,9 @@
 """The sampler contract: one parametrized suite that every sampler in rill.samplers.SAMPLERS passes.
 
-Shapes and dtypes, determinism, per-sample generators, finite output for 1–50 steps from σ_max = 80, the callback,
-the exact number of denoiser calls, bad input; then convergence order of every deterministic ODE solver on the
-exact Gaussian mixture (against a DOP853 reference) and the first two moments of every stochastic sampler.
+Shapes and dtypes, determinism, per-sample generators, finite output for 1–50 steps from σ_max = 80, the
+callback, the exact number of denoiser calls, bad input; then the convergence order of every deterministic
+ODE solver on the exact Gaussian mixture (against a DOP853 reference) and the first two moments of every
+stochastic sampler. (Conformance with diffusers lives in test_conformance.py.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-# --- contract --------------------------------------------------------------------------------------------------
+# --- contract -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("model", [POINTS, IMAGES], ids=["points", "images"])
@@ -114,9 +115,11 @@ NFE_CASES = [(n, {}) for n in NAMES] + [
 @pytest.mark.parametrize("steps", [1, 2, 9])
 def test_denoiser_calls_match_info_nfe(case, steps):
     name, opts = case
-    den = Counting(POINTS)
-    SAMPLERS[name](den, start(POINTS, 2), karras(steps, 0.01, 80.0), generator=gen(4), **opts)
+    den, grid = Counting(POINTS), karras(steps, 0.01, 80.0)
+    SAMPLERS[name](den, start(POINTS, 2), grid, generator=gen(4), **opts)
     assert den.calls == INFO[name].nfe(steps, opts)
+    if "s_churn" not in opts:  # every call is at a grid σ, never at σ = 0
+        assert set(den.sigmas) <= set(grid[:-1].tolist())
 
 
 def test_registry_is_consistent():
@@ -125,7 +128,7 @@ def test_registry_is_consistent():
         assert info.name == name and info.order >= 1 and info.nfe(10, {}) >= 10
 
 
-# --- identities between samplers --------------------------------------------------------------------------------
+# --- identities between samplers ----------------------------------------------------------------------------
 def test_reductions_between_samplers():
     x, grid = start(POINTS, 4), karras(8, 0.01, 80.0)
     run = lambda name, **o: SAMPLERS[name](POINTS, x, grid, generator=gen(5), **o)  # noqa: E731
@@ -150,22 +153,35 @@ def test_ipndm_variable_step_weights_are_the_classical_ones_on_a_uniform_grid():
     assert (a - b).abs().max() > 1e-3
 
 
-# --- convergence order on the exact mixture ---------------------------------------------------------------------
-# d = 2: σ 80 → 0.5, d = 16: σ 80 → 1.0 (smooth there); Karras grids of 80, 160, 320 steps reach the asymptotic
-# regime (measured local slopes settle to ±0.1 of the order). The error is that of x at σ_min, read from the
-# callback, so the final jump to σ = 0 (which every solver takes differently) does not enter.
-CONV = {2: (GaussianMixture.random(2, 6, seed=1, std_range=(0.2, 0.5)), 0.5),
-        16: (GaussianMixture.random(16, 6, seed=1, std_range=(0.2, 0.5)), 1.0)}
+# --- convergence order on the exact mixture -----------------------------------------------------------------
+# d = 2: σ 80 → 0.5, d = 16: σ 80 → 1.0 (smooth there); Karras grids of 80, 160, 320 steps reach the
+# asymptotic regime (measured slopes within ±0.3 of the order). The error is that of x at σ_min, read
+# from the callback, so the final jump to σ = 0 (which every solver takes differently) does not enter.
+CONV = {
+    2: (GaussianMixture.random(2, 6, seed=1, std_range=(0.2, 0.5)), 0.5),
+    16: (GaussianMixture.random(16, 6, seed=1, std_range=(0.2, 0.5)), 1.0),
+}
 CONV_STEPS = [80, 160, 320]
 SLOPE_TOL = 0.35
-ODE_SOLVERS = [("ddim", {"eta": 0.0}), ("euler", {}), ("heun", {}), ("dpmpp_2m", {}), ("dpmpp_3m", {}),
-               ("unipc", {}), ("ipndm", {})]
-# options that change the order (2-D only), with the order they must show: the test can tell orders apart
-VARIANTS = [("dpmpp_3m", {"legacy": True}, 2), ("ipndm", {"variable_step": False}, 2), ("unipc", {"order": 1}, 2),
-            ("unipc", {"order": 3}, 4)]
+ODE_SOLVERS = [
+    ("ddim", {"eta": 0.0}),
+    ("euler", {}),
+    ("heun", {}),
+    ("dpmpp_2m", {}),
+    ("dpmpp_3m", {}),
+    ("unipc", {}),
+    ("ipndm", {}),
+]
+# options that change the order (16-D), with the order they must show: the test can tell orders apart
+VARIANTS = [
+    ("dpmpp_3m", {"legacy": True}, 2),
+    ("ipndm", {"variable_step": False}, 2),
+    ("unipc", {"order": 1}, 2),
+    ("unipc", {"order": 3}, 4),
+]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ode_reference(d: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Start points at σ = 80 and the PF-ODE solution at σ_min: dx/du = x − D(x; e^u), u = log σ, DOP853."""
     from scipy.integrate import solve_ivp
@@ -177,10 +193,20 @@ def ode_reference(d: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(y).reshape(x0.shape)
         return (x - model(x, math.exp(u))).reshape(-1).numpy()
 
-    sol = solve_ivp(f, (math.log(80.0), math.log(sigma_min)), x0.reshape(-1).numpy(), method="DOP853",
-                    rtol=1e-12, atol=1e-12)
+    sol = solve_ivp(
+        f,
+        (math.log(80.0), math.log(sigma_min)),
+        x0.reshape(-1).numpy(),
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-12,
+    )
     assert sol.success
     return x0, torch.from_numpy(sol.y[:, -1]).reshape(x0.shape)
+
+
+def _record(seen: dict, i: int, x: torch.Tensor, sigma: float, denoised: torch.Tensor) -> None:
+    seen[i] = x
 
 
 def measured_order(name: str, opts: dict, d: int) -> tuple[float, list[float]]:
@@ -188,10 +214,10 @@ def measured_order(name: str, opts: dict, d: int) -> tuple[float, list[float]]:
     x0, ref = ode_reference(d)
     errs = []
     for n in CONV_STEPS:
-        at = {}
+        seen: dict[int, torch.Tensor] = {}
         grid = karras(n + 1, sigma_min, 80.0)  # n steps reach σ_min, the last one goes to 0
-        SAMPLERS[name](model, x0, grid, callback=lambda i, x, s, den: at.__setitem__(i, x), **opts)
-        errs.append(float((at[n] - ref).norm(dim=1).max()))
+        SAMPLERS[name](model, x0, grid, callback=functools.partial(_record, seen), **opts)
+        errs.append(float((seen[n] - ref).norm(dim=1).max()))
     return -float(np.polyfit(np.log(CONV_STEPS), np.log(errs), 1)[0]), errs
 
 
@@ -208,18 +234,18 @@ def test_convergence_order_matches_info(case, d):
 @pytest.mark.parametrize("case", VARIANTS, ids=lambda c: f"{c[0]}-{c[1]}")
 def test_convergence_order_of_variants(case):
     name, opts, order = case
-    slope, errs = measured_order(name, opts, 2)
+    slope, errs = measured_order(name, opts, 16)
     assert abs(slope - order) <= SLOPE_TOL, f"{name} {opts}: slope {slope:.2f}, errors {errs}"
 
 
-# --- stochastic samplers: the first two moments of the data -----------------------------------------------------
+# --- stochastic samplers: the first two moments of the data -------------------------------------------------
 DIST = GaussianMixture.random(2, 4, seed=3, std_range=(0.2, 0.5), scale=2.0)
 DIST16 = GaussianMixture.random(16, 4, seed=3, std_range=(0.2, 0.5), scale=2.0)
 DIST_CASES = [(n, {}, 2, 3000) for n in STOCHASTIC if n != "langevin"] + [
     ("ddpm", {"variance": "large"}, 2, 3000),
     ("heun", {"s_churn": 10.0}, 2, 3000),
     ("dpmpp_2m_sde", {"solver_type": "heun"}, 2, 3000),
-    # per-sample SNR steps are biased in 2-D (see rill/samplers/langevin.py); fine in 16-D; "fixed" is fine in 2-D
+    # per-sample SNR steps are biased in 2-D (rill/samplers/langevin.py): fine in 16-D; "fixed" fine in 2-D
     ("langevin", {}, 16, 800),
     ("langevin", {"step_rule": "fixed"}, 2, 3000),
 ]
@@ -237,14 +263,16 @@ def moment_z(model: GaussianMixture, out: torch.Tensor) -> tuple[torch.Tensor, t
 
 def sample_moments(name: str, opts: dict, d: int, n: int, steps: int = 200, **extra):
     model = DIST if d == 2 else DIST16
-    out = SAMPLERS[name](model, start(model, n), karras(steps, 0.002, 80.0), generator=gen(9), **opts, **extra)
+    out = SAMPLERS[name](
+        model, start(model, n), karras(steps, 0.002, 80.0), generator=gen(9), **opts, **extra
+    )
     return moment_z(model, out)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", DIST_CASES, ids=lambda c: f"{c[0]}-{c[1]}-d{c[2]}-n{c[3]}")
 def test_stochastic_samplers_match_data_moments(case):
-    # 200 steps leave a discretization bias of ≤ 2 standard errors (ancestral samplers, measured); 5 SE allowed
+    # 200 steps leave a discretization bias of ≤ 2.5 standard errors (ancestral samplers, measured); 5 allowed
     z_mean, z_var = sample_moments(*case)
     assert z_mean.abs().max() < 5 and z_var.abs().max() < 5, (z_mean, z_var)
 
@@ -255,7 +283,7 @@ def test_moment_check_detects_wrong_noise():
     assert z_var.min() > 5
 
 
-# --- bad input -------------------------------------------------------------------------------------------------
+# --- bad input ----------------------------------------------------------------------------------------------
 BAD_GRIDS = {
     "not decreasing": (torch.tensor([80.0, 1.0, 5.0, 0.0]), "strictly decreasing"),
     "not ending in 0": (torch.tensor([80.0, 1.0, 0.1]), "end in 0"),

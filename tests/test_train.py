@@ -62,6 +62,9 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
         assert ka == kb and torch.equal(va, vb)
     ck = load_checkpoint(latest_checkpoint(tmp_path / "b"))
     assert ck.step == 6 and ck.state["images_seen"] == 96
+    # resuming from an older checkpoint drops the log rows after it, and the rerun repeats them exactly
+    train(tiny(tmp_path / "b", **drop), resume=tmp_path / "b" / "checkpoints" / "step-00000003", progress=False)
+    assert losses(tmp_path / "b") == la
 
 
 def test_resume_refuses_a_different_run(tmp_path):

@@ -1,7 +1,8 @@
 """Prompt adherence: does an image show what its prompt asked for?
 
-- digits: a classifier fitted ONLY on the held-out real digits (split "heldout", never on generated images, nor
-  on the digits the generator was trained on) reads the digit; adherence = how often it reads the prompt's digit.
+- digits: a classifier fitted ONLY on the held-out real digits (split "heldout", never on generated images,
+  nor on the digits the generator was trained on) reads the digit; adherence = how often it reads the prompt's
+  digit.
   The classifier is an RBF support-vector machine on the 64 pixels (scikit-learn; fitted in ~0.1 s, so nothing
   is cached); its accuracy on the real "train" digits is reported next to it as the ceiling.
 - shapes: the exact programmatic checker in shapes_check.py, overall and for held-out compositions.
@@ -23,7 +24,14 @@ from torch import Tensor
 
 from .shapes_check import check_images, is_heldout_prompt
 
-__all__ = ["DigitJudge", "digit_of_prompt", "digit_adherence", "shapes_adherence", "ClipScorer", "is_heldout_prompt"]
+__all__ = [
+    "DigitJudge",
+    "digit_of_prompt",
+    "digit_adherence",
+    "shapes_adherence",
+    "ClipScorer",
+    "is_heldout_prompt",
+]
 
 _WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _DIGIT = re.compile(r"(?<![\w.])(\d|" + "|".join(_WORDS) + r")(?![\w.])")
@@ -61,12 +69,16 @@ class DigitJudge:
         from rill.data import load_dataset
 
         if split == self.split:
-            raise ValueError(f"accuracy on the split the judge was fitted on ({split!r}) says nothing; use another")
+            raise ValueError(
+                f"accuracy on the split the judge was fitted on ({split!r}) says nothing; use another"
+            )
         ds = load_dataset("digits", split=split)
         return float((self.predict(ds.images.float()) == np.asarray(ds.labels)).mean())
 
 
-def digit_adherence(images: Tensor, prompts: Sequence[str], judge: DigitJudge | None = None) -> dict[str, Any]:
+def digit_adherence(
+    images: Tensor, prompts: Sequence[str], judge: DigitJudge | None = None
+) -> dict[str, Any]:
     """Fraction of images whose digit (read by the judge) is the one their prompt names. Prompts naming no
     single digit are skipped (counted in "skipped")."""
     if len(prompts) != len(images):
@@ -79,7 +91,11 @@ def digit_adherence(images: Tensor, prompts: Sequence[str], judge: DigitJudge | 
     pred = judge.predict(images[keep])
     target = np.asarray([wanted[i] for i in keep])
     per_digit = {int(d): float((pred[target == d] == d).mean()) for d in np.unique(target)}
-    return {"accuracy": float((pred == target).mean()), "skipped": len(prompts) - len(keep), "per_digit": per_digit}
+    return {
+        "accuracy": float((pred == target).mean()),
+        "skipped": len(prompts) - len(keep),
+        "per_digit": per_digit,
+    }
 
 
 def shapes_adherence(images: Tensor, prompts: Sequence[str]) -> dict[str, Any]:
@@ -102,8 +118,10 @@ class ClipScorer:
 
         path = Path(path)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: no config.json; pass a local folder with a CLIP model and its "
-                                    "tokenizer (saved with save_pretrained); rill never downloads weights")
+            raise FileNotFoundError(
+                f"{path}: no config.json; pass a local folder with a CLIP model and its "
+                "tokenizer (saved with save_pretrained); rill never downloads weights"
+            )
         from rill.text import _quiet_transformers  # mutes load reports and progress bars
 
         with _quiet_transformers():
@@ -119,17 +137,23 @@ class ClipScorer:
     def scores(self, images: Tensor, prompts: Sequence[str]) -> Tensor:
         """Per-image CLIP scores (N,) for (N, C, H, W) images in [-1, 1] and one prompt per image."""
         if len(prompts) != len(images):
-            raise ValueError(f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image")
+            raise ValueError(
+                f"got {len(images)} images but {len(prompts)} prompts; pass one prompt per image"
+            )
         x = ((images.float() + 1) / 2).clamp(0, 1)
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
         x = F.interpolate(x, size=(self.image_size,) * 2, mode="bicubic", antialias=True, align_corners=False)
         x = ((x.clamp(0, 1) - self.mean) / self.std).to(self.device)
         max_len = int(self.model.config.text_config.max_position_embeddings)
-        tok = self.tokenizer(list(prompts), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        tok = self.tokenizer(
+            list(prompts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+        )
         img = self.model.get_image_features(pixel_values=x)
         txt = self.model.get_text_features(**{k: v.to(self.device) for k, v in tok.items()})
-        img, txt = (getattr(t, "pooler_output", t) for t in (img, txt))  # transformers 5 may return an output object
+        img, txt = (
+            getattr(t, "pooler_output", t) for t in (img, txt)
+        )  # transformers 5 may return an output object
         cos = F.cosine_similarity(img.float(), txt.float(), dim=-1)
         return 100 * cos.clamp(min=0).cpu()
 

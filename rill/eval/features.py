@@ -35,17 +35,28 @@ class FeatureCNN(nn.Module):
     """conv(3x3) blocks with stride-2 downsampling to a 2x2 (8 px input) or 4x4 map, flattened (keeping where
     things are), then a 128-wide penultimate layer (the features) and a linear head."""
 
-    def __init__(self, in_channels: int, image_size: int, num_outputs: int, width: int = 32,
-                 feature_dim: int = 128):
+    def __init__(
+        self, in_channels: int, image_size: int, num_outputs: int, width: int = 32, feature_dim: int = 128
+    ):
         super().__init__()
-        self.hparams = dict(in_channels=in_channels, image_size=image_size, num_outputs=num_outputs, width=width,
-                            feature_dim=feature_dim)
+        self.hparams = dict(
+            in_channels=in_channels,
+            image_size=image_size,
+            num_outputs=num_outputs,
+            width=width,
+            feature_dim=feature_dim,
+        )
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1), nn.SiLU()]
         size, ch = image_size, width
         while size > 4 or (size > 2 and image_size <= 8):
             out = min(ch * 2, 4 * width)
-            layers += [nn.Conv2d(ch, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.SiLU(),
-                       nn.Conv2d(out, out, 3, padding=1), nn.SiLU()]
+            layers += [
+                nn.Conv2d(ch, out, 3, stride=2, padding=1),
+                nn.GroupNorm(8, out),
+                nn.SiLU(),
+                nn.Conv2d(out, out, 3, padding=1),
+                nn.SiLU(),
+            ]
             size, ch = (size + 1) // 2, out
         self.body = nn.Sequential(*layers)
         self.fc = nn.Linear(ch * size * size, feature_dim)
@@ -94,12 +105,24 @@ def dataset_arrays(dataset: str, split: str, n: int | None = None, seed: int = 0
         images = torch.stack([ds[i][0] for i in range(len(ds))])
         targets = torch.stack([_shapes_targets(ds.scene(i)) for i in range(len(ds))])
         return images, targets
-    raise ValueError(f"no evaluation classifier for dataset {dataset!r}; rill trains them for 'digits' and "
-                     "'shapes' (for other data pass --features hf:PATH with a local CLIP / DINOv2 folder)")
+    raise ValueError(
+        f"no evaluation classifier for dataset {dataset!r}; rill trains them for 'digits' and "
+        "'shapes' (for other data pass --features hf:PATH with a local CLIP / DINOv2 folder)"
+    )
 
 
-def train_classifier(images: Tensor, targets: Tensor, *, epochs: int = 20, batch_size: int = 128, lr: float = 2e-3,
-                     width: int = 32, seed: int = 0, shift: int = 1, log: bool = False) -> FeatureCNN:
+def train_classifier(
+    images: Tensor,
+    targets: Tensor,
+    *,
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    width: int = 32,
+    seed: int = 0,
+    shift: int = 1,
+    log: bool = False,
+) -> FeatureCNN:
     """Train a FeatureCNN: cross-entropy for class ids (1-D long targets), binary cross-entropy for multi-hot
     targets. Random translations by up to `shift` pixels augment the (few) real images."""
     g = torch.Generator().manual_seed(seed)
@@ -130,16 +153,33 @@ def train_classifier(images: Tensor, targets: Tensor, *, epochs: int = 20, batch
                 sched.step()
             step += 1
     if log:
-        print(f"  trained {type(net).__name__} on {len(images)} images, {step} steps, {time.time() - t0:.0f}s")
+        print(
+            f"  trained {type(net).__name__} on {len(images)} images, {step} steps, {time.time() - t0:.0f}s"
+        )
     return net.eval().requires_grad_(False)
 
 
 def _recipe(dataset: str) -> dict[str, Any]:
     """What a cached feature net is trained on: the dataset's real images ("all" split)."""
     if dataset == "shapes":
-        return {"version": VERSION, "dataset": dataset, "split": "all", "n": 4000, "epochs": 5, "width": 16,
-                "seed": 0}
-    return {"version": VERSION, "dataset": dataset, "split": "all", "n": None, "epochs": 15, "width": 32, "seed": 0}
+        return {
+            "version": VERSION,
+            "dataset": dataset,
+            "split": "all",
+            "n": 4000,
+            "epochs": 5,
+            "width": 16,
+            "seed": 0,
+        }
+    return {
+        "version": VERSION,
+        "dataset": dataset,
+        "split": "all",
+        "n": None,
+        "epochs": 15,
+        "width": 32,
+        "seed": 0,
+    }
 
 
 def classifier_for(dataset: str, directory: str | os.PathLike | None = None, log: bool = True) -> FeatureCNN:
@@ -160,8 +200,9 @@ def classifier_for(dataset: str, directory: str | os.PathLike | None = None, log
     if log:
         print(f"rill eval: training the {dataset} feature net on real images (once; cached in {folder})")
     images, targets = dataset_arrays(dataset, recipe["split"], recipe["n"], seed=recipe["seed"])
-    net = train_classifier(images, targets, epochs=recipe["epochs"], width=recipe["width"], seed=recipe["seed"],
-                           log=log)
+    net = train_classifier(
+        images, targets, epochs=recipe["epochs"], width=recipe["width"], seed=recipe["seed"], log=log
+    )
     folder.mkdir(parents=True, exist_ok=True)
     tmp = weights.with_name(weights.name + f".tmp-{os.getpid()}")
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
@@ -173,7 +214,9 @@ def classifier_for(dataset: str, directory: str | os.PathLike | None = None, log
 @torch.no_grad()
 def extract_features(net: Any, images: Tensor, batch_size: int = 256) -> Tensor:
     """(N, F) features of (N, C, H, W) images in [-1, 1] with a FeatureCNN or an HFImageFeatures."""
-    return torch.cat([net.features(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [net.features(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)]
+    )
 
 
 class HFImageFeatures:
@@ -193,8 +236,10 @@ class HFImageFeatures:
             raise ImportError("pretrained image features need transformers: pip install transformers") from e
         path = Path(path)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: no config.json; pass a local folder holding a CLIP / DINOv2 / vision "
-                                    "model saved with save_pretrained (rill never downloads weights)")
+            raise FileNotFoundError(
+                f"{path}: no config.json; pass a local folder holding a CLIP / DINOv2 / vision "
+                "model saved with save_pretrained (rill never downloads weights)"
+            )
         from rill.text import _quiet_transformers  # mutes load reports and progress bars
 
         with _quiet_transformers():
@@ -223,8 +268,9 @@ class HFImageFeatures:
         x = ((images.float() + 1) / 2).clamp(0, 1)
         if x.shape[1] == 1 and self.channels == 3:
             x = x.repeat(1, 3, 1, 1)
-        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
-                          align_corners=False)
+        x = F.interpolate(
+            x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
+        )
         return ((x - self.mean) / self.std).to(self.device)
 
     @torch.no_grad()

@@ -8,9 +8,9 @@ u = log σ, where the drift is dx/du = x − D(x; σ) and its divergence is d �
     log p_σmin(x) = log N(x(σ_max); 0, σ_max² I) + ∫_{log σ_min}^{log σ_max} (d − tr ∂D/∂x) du.
 
 What is computed is log p_σmin (the data blurred by σ_min, 0.002 by default), not log p_0; the prior
-p_σmax ≈ N(0, σ_max² I) is exact up to the data's spread / σ_max. tr ∂D/∂x is exact (d backward passes, for small
-d) or Hutchinson's estimate εᵀ J ε with fixed Rademacher or Gaussian probes (Hutchinson 1989; as in FFJORD,
-Grathwohl et al. 2019). The ODE runs with scipy's RK45 (adaptive) or a fixed-step Heun in log σ.
+p_σmax ≈ N(0, σ_max² I) is exact up to the data's spread / σ_max. tr ∂D/∂x is exact (d backward passes, for
+small d) or Hutchinson's estimate εᵀ J ε with fixed Rademacher or Gaussian probes (Hutchinson 1989; as in
+FFJORD, Grathwohl et al. 2019). The ODE runs with scipy's RK45 (adaptive) or a fixed-step Heun in log σ.
 """
 
 from __future__ import annotations
@@ -39,8 +39,16 @@ def _probes(shape: tuple[int, ...], num: int, noise: str, generator: torch.Gener
 class _Drift:
     """dx/du = x − D(x; e^u) and the divergence d − tr ∂D/∂x, for a batch flattened to (B, d)."""
 
-    def __init__(self, denoiser, shape: tuple[int, ...], cond, trace: str, probes: Tensor | None,
-                 dtype: torch.dtype, device: torch.device):
+    def __init__(
+        self,
+        denoiser,
+        shape: tuple[int, ...],
+        cond,
+        trace: str,
+        probes: Tensor | None,
+        dtype: torch.dtype,
+        device: torch.device,
+    ):
         self.denoiser, self.shape, self.cond, self.trace = denoiser, shape, cond, trace
         self.probes, self.dtype, self.device = probes, dtype, device
         self.nfe = 0
@@ -62,7 +70,9 @@ class _Drift:
             else:
                 tr = torch.zeros(b, dtype=torch.float64, device=self.device)
                 p = self.probes.shape[0]
-                for j in range(p):  # Hutchinson: E[εᵀ J ε] = tr J;  εᵀ J ε = ε · (Jᵀ ε) from one vector-Jacobian product
+                for j in range(
+                    p
+                ):  # Hutchinson: E[εᵀ J ε] = tr J;  εᵀ J ε = ε · (Jᵀ ε) from one vector-Jacobian product
                     eps = self.probes[j].to(self.device, self.dtype)
                     (g,) = torch.autograd.grad((den * eps).sum(), x, retain_graph=j < p - 1)
                     tr += (g * eps).reshape(b, d).sum(1).double()
@@ -92,11 +102,12 @@ def log_likelihood(
     """log p_σmin(x) in nats, one value per sample (float64, shape (B,)); see the module docstring.
 
     x: (B, ...) points in the denoiser's VE coordinates; computed in x's dtype (float64 for exact toys).
-    method: "rk45" (scipy.integrate.solve_ivp, adaptive, rtol / atol) or "heun" (`steps` fixed steps in log σ).
+    method: "rk45" (scipy.integrate.solve_ivp, adaptive, rtol / atol) or "heun" (`steps` fixed steps in
+        log σ).
     trace: "exact" (d backward passes per evaluation), "hutchinson" (`probes` vector-Jacobian products with
         fixed `noise` probes), or "auto" = exact for d <= 32, else Hutchinson.
-    log_prior: log p_σmax of the end points, (B, ...) float64 -> (B,); default log N(0, σ_max² I). Pass the exact
-        one (e.g. `lambda y: mixture.log_prob(y, sigma_max)`) to remove the prior's approximation error, which is
+    log_prior: log p_σmax of the end points, (B, ...) float64 -> (B,); default log N(0, σ_max² I). Pass the
+        exact one (e.g. `lambda y: mixture.log_prob(y, sigma_max)`) to remove the prior's approximation error,
         about |E x0| / σ_max nats.
     """
     if method not in _METHODS:
@@ -106,13 +117,17 @@ def log_likelihood(
     if noise not in _NOISES:
         raise ValueError(f"noise={noise!r}; choose one of {_NOISES}")
     if not (0 < sigma_min < sigma_max) or not math.isfinite(sigma_max):
-        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        raise ValueError(
+            f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}"
+        )
     if int(probes) != probes or probes < 1:
         raise ValueError(f"probes must be a positive integer, got {probes!r}")
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not x.is_floating_point() or x.ndim < 2:
-        raise ValueError(f"x must be a floating-point (B, ...) batch, got {x.dtype} of shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must be a floating-point (B, ...) batch, got {x.dtype} of shape {tuple(x.shape)}"
+        )
     b, shape = x.shape[0], tuple(x.shape[1:])
     d = math.prod(shape)
     if trace == "auto":
@@ -151,7 +166,11 @@ def log_likelihood(
     if log_prior is not None:
         prior = log_prior(x_end.reshape(b, *shape)).to(torch.float64).cpu().reshape(b)
     else:  # log N(x(σ_max); 0, σ_max² I)
-        prior = -0.5 * (x_end**2).sum(1) / sigma_max**2 - d * math.log(sigma_max) - 0.5 * d * math.log(2 * math.pi)
+        prior = (
+            -0.5 * (x_end**2).sum(1) / sigma_max**2
+            - d * math.log(sigma_max)
+            - 0.5 * d * math.log(2 * math.pi)
+        )
     logp = prior + delta
     return (logp, f.nfe) if return_nfe else logp
 
@@ -166,18 +185,28 @@ def dequantize(images: Tensor, levels: int = 256, generator: torch.Generator | N
     return images + (u * delta).to(images.dtype).to(images.device)
 
 
-def bits_per_dim(denoiser, images: Tensor, *, levels: int = 256, cond: dict[str, Tensor] | None = None,
-                 generator: torch.Generator | None = None, **ode_options) -> dict[str, Tensor]:
+def bits_per_dim(
+    denoiser,
+    images: Tensor,
+    *,
+    levels: int = 256,
+    cond: dict[str, Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    **ode_options,
+) -> dict[str, Tensor]:
     """Negative log-likelihood of discrete images in bits per dimension (an upper bound, as in the papers).
 
     Convention: pixel k ∈ {0, …, levels−1} sits at x = 2k/(levels − 1) − 1 in [-1, 1] and owns the bin
     [x − Δ/2, x + Δ/2), Δ = 2/(levels − 1) (for 8-bit: Δ = 1/127.5). With uniform dequantisation,
         −log P(k) ≤ E_u[−log p(x + u)] − d·log Δ,   so   bits/dim = (−log p(x̃)/d + log(1/Δ)) / ln 2,
     i.e. add log(127.5) nats per dimension for 8-bit images before converting to bits. The density is the
-    model's log p_σmin (see `log_likelihood`). Returns {"bpd": (B,), "nll_nats": (B,) = −log p(x̃), "nfe": ...}.
+    model's log p_σmin (see `log_likelihood`).
+    Returns {"bpd": (B,), "nll_nats": (B,) = −log p(x̃), "nfe": ...}.
     """
     x_tilde = dequantize(images, levels, generator)
-    logp, nfe = log_likelihood(denoiser, x_tilde, cond=cond, generator=generator, return_nfe=True, **ode_options)
+    logp, nfe = log_likelihood(
+        denoiser, x_tilde, cond=cond, generator=generator, return_nfe=True, **ode_options
+    )
     d = math.prod(images.shape[1:])
     bpd = (-logp / d + math.log((levels - 1) / 2.0)) / math.log(2.0)
     return {"bpd": bpd, "nll_nats": -logp, "nfe": torch.tensor(nfe)}

@@ -1,4 +1,5 @@
-"""Sample-quality metrics on feature vectors: Fréchet distance, k-NN precision / recall, diversity, saturation.
+"""Sample-quality metrics on feature vectors: Fréchet distance, k-NN precision / recall, diversity; and
+image saturation.
 
 All take features as (N, F) tensors or arrays (any float dtype; computed in float64) and return Python floats.
 """
@@ -36,7 +37,8 @@ def _as_features(x: ArrayLike, name: str, min_count: int = 1) -> Tensor:
 
 
 def gaussian_stats(features: ArrayLike, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
-    """Mean (F,) and unbiased covariance (F, F) of (N, F) features. Needs N >= 2 (one sample has no covariance)."""
+    """Mean (F,) and unbiased covariance (F, F) of (N, F) features; needs N >= 2 (one sample has no
+    covariance)."""
     f = _as_features(features, name)
     if f.shape[0] < 2:
         raise ValueError(
@@ -50,20 +52,24 @@ def gaussian_stats(features: ArrayLike, name: str = "features") -> tuple[np.ndar
 
 
 def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric PSD matrix through its eigen-decomposition (negative rounding clipped)."""
+    """Symmetric square root of a symmetric PSD matrix by eigen-decomposition (negative rounding clipped)."""
     w, v = np.linalg.eigh((a + a.T) / 2)
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def frechet_distance_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+def frechet_distance_from_stats(
+    mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray
+) -> float:
     """d² = |μ1 − μ2|² + tr Σ1 + tr Σ2 − 2 tr (Σ1^½ Σ2 Σ1^½)^½   (Fréchet 1957 / Dowson & Landau 1982; FID,
     Heusel et al. 2017, Eq. 6). The cross term uses the symmetric form, whose eigenvalues are real and ≥ 0, in
     place of sqrtm(Σ1 Σ2) (same trace, no complex rounding)."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (mu1.shape[0],) * 2:
-        raise ValueError(f"mismatched statistics: means {mu1.shape} / {mu2.shape}, covariances {cov1.shape} / "
-                         f"{cov2.shape}; both sets need the same feature width F (means (F,), covariances (F, F))")
+        raise ValueError(
+            f"mismatched statistics: means {mu1.shape} / {mu2.shape}, covariances {cov1.shape} / "
+            f"{cov2.shape}; both sets need the same feature width F (means (F,), covariances (F, F))"
+        )
     s1 = _sqrtm_psd(cov1)
     cross = np.linalg.eigvalsh(s1 @ cov2 @ s1)
     tr_covmean = np.sqrt(np.clip(cross, 0, None)).sum()
@@ -74,8 +80,9 @@ def frechet_distance_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarr
 def frechet_distance(features_a: ArrayLike, features_b: ArrayLike) -> float:
     """Fréchet distance between Gaussian fits of two feature sets (N ≥ 2 each; FID when the features are
     Inception-v3 pool features, "FD_<net>" otherwise)."""
-    return frechet_distance_from_stats(*gaussian_stats(features_a, "first set"),
-                                       *gaussian_stats(features_b, "second set"))
+    return frechet_distance_from_stats(
+        *gaussian_stats(features_a, "first set"), *gaussian_stats(features_b, "second set")
+    )
 
 
 def _kth_nn_radius(x: Tensor, k: int, chunk: int = 1024) -> Tensor:
@@ -116,8 +123,8 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> tuple[floa
 
 
 def diversity(groups: Sequence[ArrayLike]) -> float:
-    """Mean pairwise Euclidean feature distance within each group (e.g. the images of one prompt), averaged over
-    the groups that have at least 2 members. Collapsed generations (one image per prompt, repeated) score 0."""
+    """Mean pairwise Euclidean feature distance within each group (e.g. the images of one prompt), averaged
+    over the groups with at least 2 members. Collapsed generations (one image per prompt repeated) score 0."""
     scores = []
     for g in groups:
         f = _as_features(g, "group")
@@ -127,14 +134,16 @@ def diversity(groups: Sequence[ArrayLike]) -> float:
         d = torch.cdist(f, f)
         scores.append(d.sum().item() / (n * (n - 1)))
     if not scores:
-        raise ValueError("diversity needs at least one group with 2 or more samples (generate n >= 2 per prompt)")
+        raise ValueError(
+            "diversity needs at least one group with 2 or more samples (generate n >= 2 per prompt)"
+        )
     return float(np.mean(scores))
 
 
 def saturation(images: Tensor, clip_tol: float = 1e-3) -> dict[str, float]:
     """How saturated images in [-1, 1] are.
 
-    clipped: fraction of pixel values at the range ends (|x| >= 1 − clip_tol): what the sampler's final clamp cut.
+    clipped: fraction of pixel values at the range ends (|x| >= 1 − clip_tol): what the final clamp cut.
     saturation: mean HSV saturation (max − min) / max over the RGB channels for colour images, mean |x| for
         single-channel images (both in [0, 1]); higher guidance pushes both up (oversaturation).
     """

@@ -1,5 +1,6 @@
-"""Evaluate a model end to end: prompts -> samples -> FD, precision / recall, diversity, adherence, saturation,
-optional NLL. `evaluate_model` returns a JSON-able dict; `rill.evaluate.main_eval` is the command around it.
+"""Evaluate a model end to end: prompts -> samples -> FD, precision / recall, diversity, adherence,
+saturation, optional NLL. `evaluate_model` returns a JSON-able dict; `rill.evaluate.main_eval` is the command
+around it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ DATASET_LEVELS = {"digits": 17, "shapes": 256}  # grey levels of the real pixels
 
 
 def default_prompts(dataset: str) -> list[str]:
-    """digits: "a handwritten digit k", k = 0..9. shapes: 24 captions of training compositions + 12 that name a
-    held-out (colour, shape) pair, drawn once from the dataset's own caption generator (fixed seed)."""
+    """digits: "a handwritten digit k", k = 0..9. shapes: 24 captions of training compositions + 12 that
+    name a held-out (colour, shape) pair, drawn once from the dataset's own caption generator (fixed seed)."""
     if dataset == "digits":
         return [f"a handwritten digit {k}" for k in range(10)]
     if dataset == "shapes":
@@ -37,12 +38,14 @@ def default_prompts(dataset: str) -> list[str]:
             picked = list(dict.fromkeys(ds.caption(i) for i in range(len(ds))))[:count]
             out += picked
         return out
-    raise ValueError(f"no default prompt set for dataset {dataset!r}; pass --prompts FILE (JSON list or .txt)")
+    raise ValueError(
+        f"no default prompt set for dataset {dataset!r}; pass --prompts FILE (JSON list or .txt)"
+    )
 
 
 def read_prompt_file(path: str | Path) -> list[str]:
-    """Prompts from a .json file (a list of strings, or {"prompts": [...]}) or a text file (one prompt per line;
-    blank lines and lines starting with '#' skipped). Errors name the file and the line."""
+    """Prompts from a .json file (a list of strings, or {"prompts": [...]}) or a text file (one prompt per
+    line; blank lines and lines starting with '#' skipped). Errors name the file and the line."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"prompt file {str(p)!r} does not exist")
@@ -55,19 +58,25 @@ def read_prompt_file(path: str | Path) -> list[str]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{p}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno}); expected a list of prompt "
-                             'strings, e.g. ["a handwritten digit 3", "a small red circle in the center"]') from None
+            raise ValueError(
+                f"{p}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno}); expected a list of prompt "
+                'strings, e.g. ["a handwritten digit 3", "a small red circle in the center"]'
+            ) from None
         if isinstance(data, dict) and "prompts" in data:
             data = data["prompts"]
         if not isinstance(data, list):
-            raise ValueError(f"{p}:1: expected a JSON list of prompt strings (or {{\"prompts\": [...]}}), "
-                             f"got a {type(data).__name__}")
+            raise ValueError(
+                f'{p}:1: expected a JSON list of prompt strings (or {{"prompts": [...]}}), '
+                f"got a {type(data).__name__}"
+            )
         lines = text.splitlines()
         for i, item in enumerate(data):
             if not isinstance(item, str):
                 needle = json.dumps(item)
                 line = next((n + 1 for n, s in enumerate(lines) if needle in s), 1)
-                raise ValueError(f"{p}:{line}: prompt #{i} is a {type(item).__name__} ({needle}), not a string")
+                raise ValueError(
+                    f"{p}:{line}: prompt #{i} is a {type(item).__name__} ({needle}), not a string"
+                )
         prompts = data
     else:
         prompts = [s.strip() for s in text.splitlines() if s.strip() and not s.strip().startswith("#")]
@@ -98,12 +107,15 @@ def _shapes_real(prompts: list[str], per_prompt: int, seed: int, image_size: int
         scene = parse_caption(prompt)
         for j in range(per_prompt):
             placed = place_scene(scene, random.Random(f"rill-eval:{seed}:{i}:{j}"))
-            out.append(torch.from_numpy(render_scene(placed, image_size)).permute(2, 0, 1).float() / 127.5 - 1)
+            out.append(
+                torch.from_numpy(render_scene(placed, image_size)).permute(2, 0, 1).float() / 127.5 - 1
+            )
     return torch.stack(out)
 
 
-def reference_images(dataset: str, prompts: list[str], per_prompt: int, image_size: int = 32
-                     ) -> tuple[Tensor, Tensor]:
+def reference_images(
+    dataset: str, prompts: list[str], per_prompt: int, image_size: int = 32
+) -> tuple[Tensor, Tensor]:
     """(reference set, real floor set) of real images for FD / precision / recall.
 
     digits: the real "train" split (1438 images) and the "heldout" split (359) as the floor.
@@ -114,7 +126,9 @@ def reference_images(dataset: str, prompts: list[str], per_prompt: int, image_si
     from rill.data import load_dataset
 
     if dataset == "digits":
-        return load_dataset("digits", split="train").images.float(), load_dataset("digits", split="heldout").images.float()
+        return load_dataset("digits", split="train").images.float(), load_dataset(
+            "digits", split="heldout"
+        ).images.float()
     if dataset == "shapes":
         ref_per = max(per_prompt, math.ceil(600 / len(prompts)))
         return _shapes_real(prompts, ref_per, 0, image_size), _shapes_real(prompts, per_prompt, 1, image_size)
@@ -130,8 +144,9 @@ def _feature_net(spec: Any, dataset: str, cache: str | None):
         return classifier_for(dataset, cache), f"rill-{dataset}-cnn"
     if spec.startswith("hf:"):
         return HFImageFeatures(spec[3:]), f"hf:{Path(spec[3:]).name}"
-    raise ValueError(f"--features {spec!r}: use 'classifier' (rill's own CNN) or 'hf:PATH' (a local CLIP / DINOv2 "
-                     "folder)")
+    raise ValueError(
+        f"--features {spec!r}: use 'classifier' (rill's own CNN) or 'hf:PATH' (a local CLIP / DINOv2 folder)"
+    )
 
 
 def _nll(model: Any, dataset: str, count: int, seed: int, rtol: float) -> dict[str, Any]:
@@ -146,19 +161,48 @@ def _nll(model: Any, dataset: str, count: int, seed: int, rtol: float) -> dict[s
     cond = model.encode(captions) if getattr(model, "conditional", True) else None
     lo, hi = float(model.config.sigma_min), float(model.config.sigma_max)
     t0 = time.time()
-    out = bits_per_dim(model.denoiser, images, cond=cond, levels=DATASET_LEVELS[dataset], sigma_min=lo,
-                       sigma_max=hi, rtol=rtol, atol=rtol, generator=torch.Generator().manual_seed(seed))
+    out = bits_per_dim(
+        model.denoiser,
+        images,
+        cond=cond,
+        levels=DATASET_LEVELS[dataset],
+        sigma_min=lo,
+        sigma_max=hi,
+        rtol=rtol,
+        atol=rtol,
+        generator=torch.Generator().manual_seed(seed),
+    )
     bpd = out["bpd"].numpy()
-    return {"bpd": float(bpd.mean()), "bpd_stderr": float(bpd.std(ddof=1) / math.sqrt(len(bpd))) if len(bpd) > 1
-            else None, "images": len(bpd), "nfe": int(out["nfe"]), "levels": DATASET_LEVELS[dataset],
-            "seconds": round(time.time() - t0, 1), "split": "heldout",
-            "estimator": "PF-ODE, RK45 in log sigma, Hutchinson (1 Rademacher probe), uniform dequantisation"}
+    return {
+        "bpd": float(bpd.mean()),
+        "bpd_stderr": float(bpd.std(ddof=1) / math.sqrt(len(bpd))) if len(bpd) > 1 else None,
+        "images": len(bpd),
+        "nfe": int(out["nfe"]),
+        "levels": DATASET_LEVELS[dataset],
+        "seconds": round(time.time() - t0, 1),
+        "split": "heldout",
+        "estimator": "PF-ODE, RK45 in log sigma, Hutchinson (1 Rademacher probe), uniform dequantisation",
+    }
 
 
-def evaluate_model(model: Any, dataset: str, prompts: list[str] | None = None, *, n: int = 50, nfe: int = 16,
-                   sampler: str = "auto", guidance: float | None = None, seed: int = 0, features: Any = "classifier",
-                   cache: str | None = None, nll: int = 0, nll_rtol: float = 1e-5, clip: str | None = None,
-                   batch_size: int = 128, log: bool = True) -> dict[str, Any]:
+def evaluate_model(
+    model: Any,
+    dataset: str,
+    prompts: list[str] | None = None,
+    *,
+    n: int = 50,
+    nfe: int = 16,
+    sampler: str = "auto",
+    guidance: float | None = None,
+    seed: int = 0,
+    features: Any = "classifier",
+    cache: str | None = None,
+    nll: int = 0,
+    nll_rtol: float = 1e-5,
+    clip: str | None = None,
+    batch_size: int = 128,
+    log: bool = True,
+) -> dict[str, Any]:
     """Generate `n` images per prompt and score them (see the module docstring). Returns a JSON-able dict."""
     from rill.generate import generate
 
@@ -167,8 +211,9 @@ def evaluate_model(model: Any, dataset: str, prompts: list[str] | None = None, *
     if n < 2:
         raise ValueError(f"n (images per prompt) must be >= 2 for diversity and the Gaussian fits, got {n}")
     t0 = time.time()
-    images = generate(model, prompts, n=n, nfe=nfe, sampler=sampler, guidance=guidance, seed=seed,
-                      batch_size=batch_size)  # (P·n, C, H, W), prompt-major
+    images = generate(
+        model, prompts, n=n, nfe=nfe, sampler=sampler, guidance=guidance, seed=seed, batch_size=batch_size
+    )  # (P·n, C, H, W), prompt-major
     t_gen = time.time() - t0
     if log:
         print(f"rill eval: generated {len(images)} images ({len(prompts)} prompts x {n}) in {t_gen:.0f}s")
@@ -181,28 +226,46 @@ def evaluate_model(model: Any, dataset: str, prompts: list[str] | None = None, *
     precision, recall = precision_recall(f_ref, f_gen, k=3)
     groups = [f_gen[i * n : (i + 1) * n] for i in range(len(prompts))]
     result: dict[str, Any] = {
-        "dataset": dataset, "prompts": len(prompts), "images": len(images), "n_per_prompt": n, "nfe": nfe,
-        "sampler": sampler, "guidance": guidance if guidance is not None else getattr(model.config, "guidance", None),
-        "seed": seed, "features": feat_name, "reference_images": len(ref),
-        "fd": frechet_distance(f_ref, f_gen), "fd_real_floor": frechet_distance(f_ref, f_floor),
-        "precision": precision, "recall": recall, "diversity": diversity(groups),
+        "dataset": dataset,
+        "prompts": len(prompts),
+        "images": len(images),
+        "n_per_prompt": n,
+        "nfe": nfe,
+        "sampler": sampler,
+        "guidance": guidance if guidance is not None else getattr(model.config, "guidance", None),
+        "seed": seed,
+        "features": feat_name,
+        "reference_images": len(ref),
+        "fd": frechet_distance(f_ref, f_gen),
+        "fd_real_floor": frechet_distance(f_ref, f_floor),
+        "precision": precision,
+        "recall": recall,
+        "diversity": diversity(groups),
         **{k: v for k, v in saturation(images).items()},
-        "saturation_real": saturation(ref)["saturation"], "clipped_real": saturation(ref)["clipped"],
+        "saturation_real": saturation(ref)["saturation"],
+        "clipped_real": saturation(ref)["clipped"],
     }
     if dataset == "shapes":
         result["diversity_real"] = diversity([f_floor[i * n : (i + 1) * n] for i in range(len(prompts))])
         adh = shapes_adherence(images, per_image_prompts)
         real_adh = shapes_adherence(floor, per_image_prompts)
-        result.update(adherence=adh["all"]["correct"],
-                      adherence_heldout=adh["heldout"]["correct"] if adh["heldout"] else None,
-                      adherence_seen=adh["seen"]["correct"] if adh["seen"] else None,
-                      adherence_detail=adh, adherence_real=real_adh["all"]["correct"])
+        result.update(
+            adherence=adh["all"]["correct"],
+            adherence_heldout=adh["heldout"]["correct"] if adh["heldout"] else None,
+            adherence_seen=adh["seen"]["correct"] if adh["seen"] else None,
+            adherence_detail=adh,
+            adherence_real=real_adh["all"]["correct"],
+        )
     elif dataset == "digits":
         judge = DigitJudge()
         adh = digit_adherence(images, per_image_prompts, judge)
-        result.update(adherence=adh["accuracy"], adherence_heldout=None, adherence_detail=adh,
-                      adherence_real=judge.accuracy_on_real("train"),
-                      adherence_judge=f"RBF-SVM fitted on the {judge.n_fit} held-out real digits")
+        result.update(
+            adherence=adh["accuracy"],
+            adherence_heldout=None,
+            adherence_detail=adh,
+            adherence_real=judge.accuracy_on_real("train"),
+            adherence_judge=f"RBF-SVM fitted on the {judge.n_fit} held-out real digits",
+        )
     if clip:
         from .adherence import ClipScorer
 
@@ -226,9 +289,16 @@ def format_table(result: dict[str, Any]) -> str:
         ("Fréchet distance", fmt(result["fd"]), f"real vs real: {fmt(result['fd_real_floor'])}"),
         ("precision (k=3)", fmt(result["precision"], True), ""),
         ("recall (k=3)", fmt(result["recall"], True), ""),
-        ("diversity", fmt(result["diversity"]), f"real: {fmt(result.get('diversity_real'))}"
-         if "diversity_real" in result else ""),
-        ("adherence", fmt(result.get("adherence"), True), f"real images: {fmt(result.get('adherence_real'), True)}"),
+        (
+            "diversity",
+            fmt(result["diversity"]),
+            f"real: {fmt(result.get('diversity_real'))}" if "diversity_real" in result else "",
+        ),
+        (
+            "adherence",
+            fmt(result.get("adherence"), True),
+            f"real images: {fmt(result.get('adherence_real'), True)}",
+        ),
     ]
     if result.get("adherence_heldout") is not None:
         rows.append(("adherence, held-out pairs", fmt(result["adherence_heldout"], True), ""))
@@ -241,12 +311,20 @@ def format_table(result: dict[str, Any]) -> str:
         rows.append(("CLIP score", fmt(result["clip_score"]), ""))
     if "nll" in result:
         nll = result["nll"]
-        rows.append(("NLL (bits/dim)", f"{nll['bpd']:.3f} ± {fmt(nll['bpd_stderr'])}",
-                     f"{nll['images']} held-out images, {nll['nfe']} NFE"))
+        rows.append(
+            (
+                "NLL (bits/dim)",
+                f"{nll['bpd']:.3f} ± {fmt(nll['bpd_stderr'])}",
+                f"{nll['images']} held-out images, {nll['nfe']} NFE",
+            )
+        )
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
-    head = (f"{result['dataset']}: {result['images']} images ({result['prompts']} prompts x {result['n_per_prompt']}), "
-            f"sampler {result['sampler']}, NFE {result['nfe']}, guidance {result['guidance']}, "
-            f"features {result['features']}")
+    head = (
+        f"{result['dataset']}: {result['images']} images "
+        f"({result['prompts']} prompts x {result['n_per_prompt']}), "
+        f"sampler {result['sampler']}, NFE {result['nfe']}, guidance {result['guidance']}, "
+        f"features {result['features']}"
+    )
     return "\n".join([head, *(f"  {a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows)])
 
 

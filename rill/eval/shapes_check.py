@@ -7,8 +7,8 @@ Per image (uint8-like RGB in [-1, 1] or [0, 255]):
 2. colour = the named colour (COLOURS) nearest to the mean of the component's core pixels (α > 0.8);
 3. shape from normalised central moments of the α-map: a triangle (apex up) is skewed in y (its third moment),
    a square's E[x²y²] / (E[x²]E[y²]) is 1 (x and y independent) where a disc's is 2/3;
-4. size from the area Σα against each shape's area formula (circle π e², square 4 e², triangle 2 e²), cut at the
-   geometric mean of the two nominal half-extents;
+4. size from the area Σα against each shape's area formula (circle π e², square 4 e², triangle 2 e²), cut at
+   the geometric mean of the two nominal half-extents;
 5. position = the 3x3 cell of the bounding-box centre (a triangle's centroid sits e/3 below it); for a pair,
    "A to the left of B" / "A above B" compares the two centres.
 `check_scene` validates itself on the dataset's own renders (tests/test_eval_adherence.py: ≥ 99% right).
@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 __all__ = ["detect_objects", "check_image", "check_images", "is_heldout_prompt"]
@@ -56,8 +55,8 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def detect_objects(image: Tensor | np.ndarray, min_area: float = 0.004) -> list[dict[str, Any]]:
-    """The objects in one shapes image, largest first: dicts with "colour", "shape", "size", "position", "center"
-    (x, y as fractions of the side), "extent" (half-size) and "area" (fraction of the image).
+    """The objects in one shapes image, largest first: dicts with "colour", "shape", "size", "position",
+    "center" (x, y as fractions of the side), "extent" (half-size) and "area" (fraction of the image).
     Components with a soft area below `min_area` of the image are ignored (specks)."""
     sh = _shapes_module()
     rgb = _to_uint8_hwc(image)  # (H, W, 3)
@@ -102,13 +101,23 @@ def detect_objects(image: Tensor | np.ndarray, min_area: float = 0.004) -> list[
         small, large = sh.SIZES["small"], sh.SIZES["large"]
         size = "small" if extent < math.sqrt(small * large) else "large"
         centre = (cx, cy - extent / 3 if shape == "triangle" else cy)
-        objects.append({"colour": colour, "shape": shape, "size": size, "center": centre, "extent": extent,
-                        "area": area, "position": sh.grid_position(*centre)})
+        objects.append(
+            {
+                "colour": colour,
+                "shape": shape,
+                "size": size,
+                "center": centre,
+                "extent": extent,
+                "area": area,
+                "position": sh.grid_position(*centre),
+            }
+        )
     return sorted(objects, key=lambda o: -o["area"])
 
 
-def _split_by_colour(labels: np.ndarray, count: int, best: np.ndarray, alpha: np.ndarray,
-                     share: float = 0.25) -> list[np.ndarray]:
+def _split_by_colour(
+    labels: np.ndarray, count: int, best: np.ndarray, alpha: np.ndarray, share: float = 0.25
+) -> list[np.ndarray]:
     """Component masks; a component whose core holds two named colours, each >= `share` of it, is split in
     two (two touching objects of different colours)."""
     regions = []
@@ -142,8 +151,8 @@ def _matches(found: dict[str, Any], wanted: dict[str, Any]) -> dict[str, bool]:
 
 def check_image(image: Tensor | np.ndarray, caption: str | Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Does one image show what its caption says? Returns per-attribute booleans and "correct" (all of them):
-    "count" (as many objects as stated), "colour", "shape", "size" (every object right), "position" (one shape)
-    or "relation" (pair)."""
+    "count" (as many objects as stated), "colour", "shape", "size" (every object right), "position" (one
+    shape) or "relation" (pair)."""
     sh = _shapes_module()
     wanted = sh.parse_caption(caption) if isinstance(caption, str) else list(caption)
     found = detect_objects(image)
@@ -160,7 +169,9 @@ def check_image(image: Tensor | np.ndarray, caption: str | Sequence[dict[str, An
             straight = [_matches(a, wanted[0]), _matches(b, wanted[1])]
             swapped = [_matches(b, wanted[0]), _matches(a, wanted[1])]
             score = lambda pair: sum(sum(m.values()) for m in pair)  # noqa: E731
-            (m0, m1), (first, second) = (swapped, (b, a)) if score(swapped) > score(straight) else (straight, (a, b))
+            (m0, m1), (first, second) = (
+                (swapped, (b, a)) if score(swapped) > score(straight) else (straight, (a, b))
+            )
             out.update({k: m0[k] and m1[k] for k in _ATTRS})
             if wanted[0]["relation"] == "to the left of":
                 out["relation"] = bool(first["center"][0] < second["center"][0])
@@ -183,7 +194,9 @@ def check_images(images: Tensor, captions: Sequence[str]) -> dict[str, Any]:
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"shapes adherence needs (N, 3, H, W) RGB images, got shape {tuple(images.shape)}")
     if len(captions) != images.shape[0]:
-        raise ValueError(f"got {images.shape[0]} images but {len(captions)} captions; pass one caption per image")
+        raise ValueError(
+            f"got {images.shape[0]} images but {len(captions)} captions; pass one caption per image"
+        )
     rows = [check_image(img, cap) for img, cap in zip(images, captions)]
     held = [is_heldout_prompt(c) for c in captions]
 
@@ -191,7 +204,9 @@ def check_images(images: Tensor, captions: Sequence[str]) -> dict[str, Any]:
         if not sel:
             return None
         keys = ("correct", "count", *_ATTRS, "position", "relation")
-        return {k: float(np.mean([bool(r[k]) for r in sel if k in r])) for k in keys if any(k in r for r in sel)}
+        return {
+            k: float(np.mean([bool(r[k]) for r in sel if k in r])) for k in keys if any(k in r for r in sel)
+        }
 
     return {
         "all": summary(rows),

@@ -1,12 +1,14 @@
 """Improved PNDM (iPNDM; Zhang & Chen 2023, "Fast Sampling of Diffusion Models with Exponential Integrator",
-the iPNDM baseline of their experiments; k-diffusion's sample_ipndm): explicit Adams–Bashforth on the PF-ODE dx/dσ = (x − D)/σ, one
-denoiser call per step, the order rising 1, 2, 3, … up to `max_order` as past derivatives accumulate.
+the iPNDM baseline of their experiments; k-diffusion's sample_ipndm): explicit Adams–Bashforth on the PF-ODE
+dx/dσ = (x − D)/σ, one denoiser call per step, the order rising 1, 2, 3, … up to `max_order` as past
+derivatives accumulate.
 
 Convention: by default the AB weights are those of the *variable-step* Adams–Bashforth method (the exact
 integral of the polynomial through the past derivatives at their true σ). On a grid that is uniform in σ they
-are the classical constants (3/2, −1/2), (23, −16, 5)/12, (55, −59, 37, −9)/24 that k-diffusion's sample_ipndm
-always uses; on the usual non-uniform grids (Karras, log-uniform) those constants make the method only 2nd-order
-accurate, the variable-step weights keep order `max_order`. `variable_step=False` restores k-diffusion's weights.
+are the classical constants (3/2, −1/2), (23, −16, 5)/12, (55, −59, 37, −9)/24 that k-diffusion's
+sample_ipndm always uses; on the usual non-uniform grids (Karras, log-uniform) those constants make the method
+only 2nd-order accurate (measured: slope 2.0 on Karras grids), the variable-step weights keep order
+`max_order`. `variable_step=False` restores k-diffusion's weights.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from torch import Tensor
 from ._common import Callback, Generator, check_inputs, denoise, to_d
 
 # Classical Adams–Bashforth weights (Hairer, Nørsett & Wanner, Sec. III.1), newest derivative first
-_AB_FIXED = {1: [1.0], 2: [1.5, -0.5], 3: [23 / 12, -16 / 12, 5 / 12], 4: [55 / 24, -59 / 24, 37 / 24, -9 / 24]}
+_AB_FIXED = {
+    1: [1.0],
+    2: [1.5, -0.5],
+    3: [23 / 12, -16 / 12, 5 / 12],
+    4: [55 / 24, -59 / 24, 37 / 24, -9 / 24],
+}
 
 
 def ab_weights(sigma_next: float, sigmas_past: list[float]) -> list[float]:
@@ -35,15 +42,25 @@ def ab_weights(sigma_next: float, sigmas_past: list[float]) -> list[float]:
     return np.linalg.solve(u[None, :] ** k[:, None], 1.0 / (k + 1)).tolist()
 
 
-def sample_ipndm(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None,
-                 callback: Callback = None, max_order: int = 4, variable_step: bool = True,
-                 lower_order_final: bool = True) -> Tensor:
+def sample_ipndm(
+    denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond=None,
+    generator: Generator = None,
+    callback: Callback = None,
+    max_order: int = 4,
+    variable_step: bool = True,
+    lower_order_final: bool = True,
+) -> Tensor:
     """iPNDM: Adams–Bashforth on dx/dσ with orders 1 … max_order (Zhang & Chen 2023, DEIS paper, iPNDM).
 
     variable_step: exact variable-step AB weights (default; see module docstring) or k-diffusion's constants.
-    lower_order_final: the step to σ = 0 is an Euler step, i.e. returns D (as DPM-Solver++ / UniPC do);
-        False extrapolates the polynomial all the way to σ = 0 as k-diffusion does, which amplifies errors
-        when the last step is much longer than the ones before it (e.g. σ_min = 0.5 grids).
+    lower_order_final: the step to σ = 0 is an Euler step, i.e. returns D, as in every other rill sampler;
+        False extrapolates the polynomial down to σ = 0 as k-diffusion does. Measured against the exact ODE
+        end point on mixtures: identical at σ_min = 0.002; at σ_min = 0.1–0.5 (a last step much longer than
+        the ones before) extrapolation was up to 2x better in 2-D and up to 2x worse in 16-D.
     """
     if max_order not in (1, 2, 3, 4):
         raise ValueError(f"ipndm: max_order must be 1, 2, 3 or 4, got {max_order!r}")

@@ -1,22 +1,23 @@
-"""Annealed Langevin dynamics as a predictor–corrector sampler (Song et al. 2021, "Score-Based Generative Modeling
-through Stochastic Differential Equations", Alg. 4 for the VE SDE, corrector of Alg. 5).
+"""Annealed Langevin dynamics as a predictor–corrector sampler (Song et al. 2021, "Score-Based Generative
+Modeling through Stochastic Differential Equations": PC sampling, Alg. 1 / 2, VE corrector of Alg. 4).
 
 Step i: one predictor step from σ_i to σ_{i+1} (ancestral, or the paper's reverse-diffusion step), then
 `n_corrector` Langevin steps at σ_{i+1} on p_{σ_{i+1}}, with the score (D − x)/σ² (EDM Eq. 3 / Tweedie).
 The step to σ = 0 is the predictor alone, which returns D. Denoiser calls: n + n_corrector·(n − 1).
 
-Differences from the reference code (score_sde's LangevinCorrector), both deliberate:
+Differences from the reference code (score_sde's LangevinCorrector), all deliberate:
 - the step size ε = 2·(r·‖z‖/‖score‖)² uses each sample's own norms (the reference averages them over the
   batch), so a sample does not depend on its batch neighbours;
 - ε is capped at `max_step`·2r²σ², `max_step` times the value the rule takes in high dimension, where ‖z‖² ≈ d
-  and ‖score‖² ≈ d/σ² (so the cap is not reached there). In low dimension ‖z‖²/‖score‖² is heavy-tailed
-  (F-distributed for a Gaussian) and largest near the modes; uncapped, those rare huge steps inflate the
-  variance of the samples (measured on a 2-D mixture: +15 to +30 standard errors). ε is also kept ≤ σ², half
-  the Langevin stability limit 2/L, since −∇² log p_σ = (I − Cov[x0 | x]/σ²)/σ² ≼ I/σ² for any data.
+  and ‖score‖² ≈ d/σ² (so the cap is not reached there), and at σ², half the Langevin stability limit 2/L
+  since −∇² log p_σ = (I − Cov[x0 | x]/σ²)/σ² ≼ I/σ² for any data. In low dimension ‖z‖²/‖score‖² is
+  heavy-tailed (F-distributed for a Gaussian) and largest near the modes.
 - Any state-dependent ε biases the chain: its continuous limit dx = ε(x)∇log p dt + sqrt(2ε(x)) dW has
-  stationary density ∝ p(x)/ε(x). In high dimension ε(x) is nearly constant and the bias vanishes (measured on
-  a 16-D mixture: variance within 1 % after 200 steps); in 2-D the "snr" rule inflates the variance by ~10 %
-  after 200 steps, and more correctors make it worse. step_rule="fixed" (ε = 2r²σ²) has no such bias.
+  stationary density ∝ p(x)/ε(x), so large steps near the modes push samples out. In high dimension ε(x) is
+  nearly constant and the bias vanishes (16-D mixture, 200 steps: variance within 1 %). In 2-D it does not
+  (2-D mixture, 100 / 200 steps: variance +6–9 % / +14–21 % with the default cap, +44–91 % with the σ² bound
+  only). step_rule="fixed" (ε = 2r²σ², state-independent) has no such bias: −7 % / −3 %, the predictor's
+  discretization error, shrinking with more steps. Use it for low-dimensional data.
 """
 
 from __future__ import annotations
@@ -42,14 +43,25 @@ def _per_sample_norm(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).norm(dim=1)  # (B,)
 
 
-def sample_langevin(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None,
-                    callback: Callback = None, n_corrector: int = 1, snr: float = 0.16,
-                    predictor: str = "ancestral", step_rule: str = "snr", max_step: float = 2.0) -> Tensor:
-    """Predictor–corrector sampling with annealed Langevin correctors (Song et al. 2021, Alg. 4 / 5).
+def sample_langevin(
+    denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond=None,
+    generator: Generator = None,
+    callback: Callback = None,
+    n_corrector: int = 1,
+    snr: float = 0.16,
+    predictor: str = "ancestral",
+    step_rule: str = "snr",
+    max_step: float = 2.0,
+) -> Tensor:
+    """Predictor–corrector sampling with annealed Langevin correctors (Song et al. 2021, Alg. 1 / 2 / 4).
 
     n_corrector: Langevin steps after each predictor step (0: the predictor alone).
     snr: r in ε = 2·(r·‖z‖/‖score‖)² (Song et al. use 0.16 for VE models on CIFAR-10).
-    predictor: "ancestral" (DDPM posterior step, = euler_ancestral), "reverse_diffusion" (Alg. 4's
+    predictor: "ancestral" (DDPM posterior step, = euler_ancestral), "reverse_diffusion" (the paper's
         Euler–Maruyama step of the reverse VE SDE) or "none" (pure annealed Langevin, Song & Ermon 2019).
     step_rule: "snr" (Song et al.'s rule, per sample) or "fixed" (ε = 2r²σ², the value "snr" takes in high
         dimension; state-independent, so unbiased in low dimension — see the module docstring).
@@ -77,7 +89,7 @@ def sample_langevin(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator
             sigma_down, sigma_up = ancestral_sigmas(sigma, sigma_next, 1.0)
             x = denoised + (sigma_down / sigma) * (x - denoised) + noise_like(x, generator) * sigma_up
         elif predictor == "reverse_diffusion":
-            # Song et al. 2021, Alg. 4 predictor: x + (σ² − σ'²)·score + sqrt(σ² − σ'²)·z
+            # Song et al. 2021, reverse-diffusion predictor: x + (σ² − σ'²)·score + sqrt(σ² − σ'²)·z
             dvar = sigma**2 - sigma_next**2
             x = x + (dvar / sigma**2) * (denoised - x) + noise_like(x, generator) * math.sqrt(dvar)
         for _ in range(int(n_corrector)):
@@ -85,14 +97,15 @@ def sample_langevin(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator
     return x
 
 
-def _langevin_step(denoiser, x: Tensor, sigma: float, cond, generator: Generator, snr: float, step_rule: str,
-                   max_step: float) -> Tensor:
+def _langevin_step(
+    denoiser, x: Tensor, sigma: float, cond, generator: Generator, snr: float, step_rule: str, max_step: float
+) -> Tensor:
     g = (denoise(denoiser, x, sigma, cond) - x) / sigma**2  # score, EDM Eq. 3
     z = noise_like(x, generator)
     if step_rule == "fixed":
         eps = min(2 * snr**2, 1.0) * sigma**2
         return x + eps * g + math.sqrt(2 * eps) * z
-    # Song et al. 2021, Alg. 5: ε = 2(r‖z‖/‖g‖)², x ← x + ε·g + sqrt(2ε)·z
+    # Song et al. 2021, Alg. 4 (VE corrector): ε = 2(r‖z‖/‖g‖)², x ← x + ε·g + sqrt(2ε)·z
     ratio = _per_sample_norm(z) / _per_sample_norm(g).clamp(min=torch.finfo(x.dtype).tiny)
     eps = (2 * (snr * ratio) ** 2).clamp(max=min(max_step * 2 * snr**2, 1.0) * sigma**2)  # (B,)
     eps = append_dims(eps, x.ndim)

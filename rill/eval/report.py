@@ -1,0 +1,242 @@
+"""docs/quality.md, regenerated from measured results:
+
+    python -m rill.evaluate report                 # evaluate bundled models + validations, rewrite the doc
+    python -m rill.evaluate report --skip-eval     # only rewrite the doc from benchmarks/results/*.json
+
+Reads benchmarks/results/: eval_{digits,shapes}.json (this command), eval_sweeps.json and its PNGs
+(benchmarks/eval_sweeps.py), train_vs_diffusers.md and train_throughput.md (their benchmarks),
+validation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "quality.md"
+
+
+INTRO = """# Sample quality, prompt adherence and likelihood
+
+Every number here was measured by the commands named beside it, on a 2-core CPU shared with other work.
+Regenerate the page with `python -m rill.evaluate report` (bundled-model numbers and validations) after
+`python benchmarks/eval_sweeps.py`, `python benchmarks/train_vs_diffusers.py` and
+`python benchmarks/train_throughput.py` (each writes its results to benchmarks/results/).
+
+## What is measured
+
+- **Fréchet distance (FD)** between Gaussian fits of features (Heusel et al. 2017, Eq. 6). Features: the
+  128-wide penultimate layer of a small CNN that rill trains on the dataset's real images (digits: 10 classes;
+  shapes: multi-label colour×shape, grid cell and size). Not FID: FID means Inception-v3 features; pass
+  `--features hf:PATH` for a local CLIP / DINOv2. *Real vs real* is the FD between two real sets of the same
+  sizes: the floor at this sample size.
+- **Precision / recall**: k-NN manifolds, k = 3 (Kynkäänniemi et al. 2019).
+- **Diversity**: mean pairwise feature distance among the images of one prompt, averaged over prompts.
+- **Adherence**: digits: an RBF-SVM fitted only on the 359 held-out real digits reads the digit of images made
+  for "a handwritten digit k". Shapes: a programmatic checker reads colour, shape, size and position (or the
+  pair's relation) from the pixels; reported separately for prompts naming a held-out (colour, shape) pair
+  that the model never saw in training.
+- **Saturation**: mean HSV saturation (RGB) or mean |x| (grey), and the fraction of pixels at ±1.
+- **NLL**: bits/dim through the probability-flow ODE (Song et al. 2021, Eq. 39), RK45 in log σ, Hutchinson
+  trace, uniform dequantisation. Convention: level k of L sits at 2k/(L−1) − 1 and
+  bits/dim = (−log p(x̃)/d + log((L−1)/2)) / ln 2, i.e. + log 127.5 nats per dimension for 8-bit images
+  (digits have L = 17 levels). It bounds log p at σ_min = 0.002, not at σ = 0.
+"""
+
+
+def validate(seed: int = 0) -> dict[str, Any]:
+    """The checks behind the numbers: NLL vs the exact mixture density, the shapes checker on real renders,
+    the digit judge on real digits it was not fitted on."""
+    from rill.data import load_dataset
+    from rill.toy import GaussianMixture
+
+    from .adherence import DigitJudge
+    from .likelihood import log_likelihood
+    from .shapes_check import check_images
+
+    out: dict[str, Any] = {}
+    for dim, trace, probes in ((2, "exact", 1), (16, "hutchinson", 16)):
+        gm = GaussianMixture.random(dim, 4, std_range=(0.03, 0.1), seed=3)
+        g = torch.Generator().manual_seed(seed)
+        x = gm.sample(48, generator=g, sigma=0.002)
+        exact = gm.log_prob(x, 0.002)
+        est, nfe = log_likelihood(
+            gm,
+            x,
+            trace=trace,
+            probes=probes,
+            generator=g,
+            rtol=1e-6,
+            atol=1e-6,
+            log_prior=lambda y, gm=gm: gm.log_prob(y, 80.0),
+            return_nfe=True,
+        )
+        out[f"nll_d{dim}_{trace}"] = {
+            "max_rel_error_per_sample": float(((est - exact).abs() / exact.abs()).max()),
+            "rel_error_of_mean": float(abs(est.mean() - exact.mean()) / abs(exact.mean())),
+            "mean_exact_nats": float(exact.mean()),
+            "mean_estimate_nats": float(est.mean()),
+            "nfe": nfe,
+            "probes": probes if trace == "hutchinson" else None,
+        }
+    for split in ("all", "heldout"):
+        ds = load_dataset("shapes", split=split, n=1000, seed=11)
+        images = torch.stack([ds[i][0] for i in range(len(ds))])
+        out[f"shapes_checker_{split}"] = check_images(images, ds.captions)["all"]["correct"]
+    out["digit_judge_on_train"] = DigitJudge().accuracy_on_real("train")
+    return out
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _embed(path: Path, drop_title: bool = True) -> list[str]:
+    if not path.is_file():
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        return [f"_Not run yet: `{shown}` is missing._", ""]
+    lines = path.read_text().splitlines()
+    return [*(lines[1:] if drop_title and lines and lines[0].startswith("# ") else lines), ""]
+
+
+def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
+    results, doc = Path(results), Path(doc)
+    rel = Path("..") / results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
+    L = INTRO.splitlines()
+    L += ["## Bundled models", ""]
+    evals = {name: _load(results / f"eval_{name}.json") for name in ("digits", "shapes")}
+    if not any(evals.values()):
+        L += ["_Not run yet (`python -m rill.evaluate report`)._", ""]
+    else:
+        L += [
+            "| model | images | sampler / NFE / w | FD (real vs real) | precision | recall | diversity "
+            "| adherence (real images) | held-out adherence | saturation (real) | clipped (real) "
+            "| NLL bits/dim |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, r in evals.items():
+            if not r:
+                continue
+            nll = r.get("nll")
+            L.append(
+                f"| {name} | {r['images']} | {r['sampler']} / {r['nfe']} / {r['guidance']} | {_num(r['fd'])} "
+                f"({_num(r['fd_real_floor'])}) | {_num(r['precision'], 3)} | {_num(r['recall'], 3)} | "
+                f"{_num(r['diversity'])} | {_pct(r.get('adherence'))} ({_pct(r.get('adherence_real'))}) | "
+                f"{_pct(r.get('adherence_heldout'))} | {_num(r['saturation'], 3)} "
+                f"({_num(r['saturation_real'], 3)})"
+                f" | {_pct(r['clipped'])} ({_pct(r['clipped_real'])}) | "
+                f"{_num(nll['bpd'], 3) + ' ± ' + _num(nll['bpd_stderr'], 3) if nll else '-'} |"
+            )
+        L += [
+            "",
+            "Command: `rill eval digits` / `rill eval shapes` (defaults: 10 digit prompts × 50, "
+            "36 shapes prompts (12 naming held-out pairs) × 16, NFE 16, sampler auto, the model's guidance).",
+            "",
+        ]
+        shapes = evals.get("shapes")
+        if shapes and shapes.get("adherence_detail"):
+            L += [
+                "Shapes adherence per attribute (generated images):",
+                "",
+                "| prompts | all right | count | colour | shape | size | position | relation |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for key in ("all", "seen", "heldout"):
+                s = shapes["adherence_detail"].get(key)
+                if s:
+                    L.append(
+                        f"| {key} | "
+                        + " | ".join(
+                            _pct(s.get(k))
+                            for k in ("correct", "count", "colour", "shape", "size", "position", "relation")
+                        )
+                        + " |"
+                    )
+            L.append("")
+    val = _load(results / "validation.json")
+    L += ["## Validation of the measuring instruments", ""]
+    if val:
+        d2, d16 = val["nll_d2_exact"], val["nll_d16_hutchinson"]
+        L += [
+            "| check | result |",
+            "|---|---|",
+            f"| NLL vs exact log p_σmin of a 2-D Gaussian mixture (exact trace, 48 points) "
+            f"| max relative error "
+            f"{100 * d2['max_rel_error_per_sample']:.3f}% per point ({d2['nfe']} NFE) |",
+            f"| NLL vs exact, 16-D mixture, Hutchinson with {d16['probes']} Rademacher probes | mean "
+            f"{d16['mean_estimate_nats']:.3f} vs {d16['mean_exact_nats']:.3f} nats: "
+            f"{100 * d16['rel_error_of_mean']:.3f}% (worst single point "
+            f"{100 * d16['max_rel_error_per_sample']:.1f}%) |",
+            f"| shapes checker on 1000 real renders (all pairs / held-out pairs) | "
+            f"{_pct(val['shapes_checker_all'])} / {_pct(val['shapes_checker_heldout'])} right |",
+            f"| digit judge (fitted on held-out digits) on the 1438 train digits "
+            f"| {_pct(val['digit_judge_on_train'])} |",
+            "",
+        ]
+    else:
+        L += ["_Not run yet._", ""]
+    sweeps = _load(results / "eval_sweeps.json")
+    L += ["## Sweeps: NFE and guidance", ""]
+    if sweeps:
+        for name, res in sweeps["models"].items():
+            onset = res.get("oversaturation_onset")
+            L += [
+                f"**{name}** — oversaturation onset: "
+                f"{f'w = {onset:g}' if onset is not None else 'none in the swept range'} "
+                "(mean saturation > 1.1× real, or clipped pixels > real + 2 points).",
+                "",
+            ]
+            L += [f"![{f}]({rel / f})" for f in res.get("plots", [])] + [""]
+        L += _embed(results / "eval_sweeps.md")
+    else:
+        L += ["_Not run yet (`python benchmarks/eval_sweeps.py`)._", ""]
+    L += ["## Peer baseline: rill vs diffusers, same data and wall clock", ""]
+    L += _embed(results / "train_vs_diffusers.md")
+    L += ["## Training throughput", ""]
+    L += _embed(results / "train_throughput.md")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text("\n".join(L).replace("\n## ", "\n\n## ").replace("\n\n\n", "\n\n").rstrip() + "\n")
+    return doc
+
+
+def main_report(argv: list[str]) -> int:
+    from .run import evaluate_model, format_table, to_jsonable
+
+    ap = argparse.ArgumentParser(prog="python -m rill.evaluate report", description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-eval", action="store_true", help="only rewrite the doc from existing results")
+    ap.add_argument("--models", default="digits,shapes")
+    ap.add_argument("--nll", type=int, default=32, help="held-out images for the NLL estimate (0 = skip)")
+    ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--doc", default=str(DOC))
+    args = ap.parse_args(argv)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    if not args.skip_eval:
+        from rill.model import bundled_model
+
+        t0 = time.time()
+        (results / "validation.json").write_text(json.dumps(validate(), indent=2) + "\n")
+        print(f"validation: {time.time() - t0:.0f}s")
+        for name in args.models.split(","):
+            r = evaluate_model(bundled_model(name), name, n=50 if name == "digits" else 16, nll=args.nll)
+            r = {"checkpoint": name, **r}
+            print(format_table(r))
+            (results / f"eval_{name}.json").write_text(json.dumps(to_jsonable(r), indent=2) + "\n")
+    print(f"wrote {write_quality_doc(results, Path(args.doc))}")
+    return 0
