@@ -61,11 +61,13 @@ def _pick(r: dict) -> dict:
     return {k: r.get(k) for k in keys}
 
 
-def sweep_model(name: str, samplers: list[str], nfes: list[int], guidances: list[float], n: int) -> dict:
+def sweep_model(
+    name: str, samplers: list[str], nfes: list[int], guidances: list[float], n: int, path: str | None = None
+) -> dict:
     from rill.evaluate import evaluate_model
-    from rill.model import bundled_model
+    from rill.model import bundled_model, load_model
 
-    model = bundled_model(name)
+    model = load_model(path) if path else bundled_model(name)
     out: dict = {
         "n_per_prompt": n,
         "default_guidance": float(model.config.guidance),
@@ -210,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guidances", default="1,1.5,2,3,4,6,8")
     ap.add_argument("--n", type=int, default=None, help="images per prompt (default: digits 20, shapes 4)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="evaluate this file instead of the bundled model NAME (repeatable)",
+    )
     ap.add_argument("--out-dir", default=str(RESULTS))
     ap.add_argument("--write-docs", action="store_true", help="also regenerate docs/quality.md")
     args = ap.parse_args(argv)
@@ -223,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     results = {"samplers": samplers, "models": {}}
     for name in args.models.split(","):
-        res = sweep_model(name, samplers, nfes, guidances, args.n or DEFAULT_N[name])
+        paths = dict(item.split("=", 1) for item in args.checkpoint)
+        res = sweep_model(name, samplers, nfes, guidances, args.n or DEFAULT_N[name], paths.get(name))
+        res["checkpoint"] = paths.get(name, f"bundled:{name}")
         res["plots"] = plot(name, res, folder)
         results["models"][name] = res
     results["seconds"] = round(time.time() - t0, 1)

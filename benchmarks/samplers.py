@@ -176,56 +176,51 @@ def accuracy(dim: int, samples: int, seed: int, nfes: list[int]) -> tuple[list[d
     return rows, floor, t_ref
 
 
-def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 5) -> dict[str, float]:
-    """µs of sampler work per denoiser call with a model that returns a fixed zero tensor (float32)."""
-    from rill.sampling import resolve, sigmas_for
+def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 7) -> dict[str, float]:
+    """µs of sampler work per denoiser call with a model that returns a fixed zero tensor (float32): the best of
+    `repeats` rounds, each round timing every sampler once (interleaved, so all see the same machine load)."""
+    from benchmarks._peer import make_scheduler, run_scheduler
     from rill.samplers import get_sampler
+    from rill.sampling import resolve, sigmas_for
 
     zeros = torch.zeros(batch, dim)
     z = torch.randn(batch, dim, generator=torch.Generator().manual_seed(0))
-    out: dict[str, float] = {}
+    count = [0]
 
-    def best_of(fn) -> float:
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            calls = fn()
-            times.append((time.perf_counter() - t0) / calls)
-        return 1e6 * min(times)
+    def trivial(x, sigma, cond=None):
+        count[0] += 1
+        return zeros
 
-    for label, sampler, options in [*RILL, ("auto", "auto", {})]:
-        name, opts, grid = resolve(sampler, nfe, "rill" if sampler == "auto" else "karras", options)
+    def rill_run(sampler: str, options: dict):
+        name, opts, grid = resolve(sampler, nfe, None if sampler == "auto" else "karras", options)
         sig = sigmas_for(name, nfe, SIGMA_MIN, SIGMA_MAX, grid, **opts)
         fn = get_sampler(name)
-        count = [0]
 
-        def trivial(x, sigma, cond=None):
-            count[0] += 1
-            return zeros
-
-        def run_rill_once():
+        def run() -> int:
             count[0] = 0
-            fn(trivial, z * float(sig[0]), sig, **opts)
-            return count[0]
-
-        out[label] = best_of(run_rill_once)
-    from benchmarks._peer import make_scheduler, run_scheduler
-
-    for label, kind, config in PEERS:
-        scheds = []
-
-        def run_peer_once():
-            sched = scheds.pop()
-            return run_scheduler(sched, kind, None, z * 80.0, model=lambda x_in, s: zeros)[1]
-
-        times = []
-        for _ in range(repeats):
-            scheds.append(make_scheduler(kind, peer_steps(kind, nfe), **peer_config(kind, config)))
             t0 = time.perf_counter()
-            calls = run_peer_once()
-            times.append((time.perf_counter() - t0) / calls)
-        out[label] = 1e6 * min(times)
-    return out
+            fn(trivial, z * float(sig[0]), sig, **opts)
+            return time.perf_counter() - t0, count[0]
+
+        return run
+
+    def peer_run(kind: str, config: dict):
+        def run() -> int:
+            sched = make_scheduler(kind, peer_steps(kind, nfe), **peer_config(kind, config))  # set-up not timed
+            t0 = time.perf_counter()
+            calls = run_scheduler(sched, kind, None, z * SIGMA_MAX, model=lambda x_in, s: zeros)[1]
+            return time.perf_counter() - t0, calls
+
+        return run
+
+    runs = {label: rill_run(s, o) for label, s, o in [*RILL, ("auto", "auto", {})]}
+    runs.update({label: peer_run(kind, config) for label, kind, config in PEERS})
+    best = dict.fromkeys(runs, math.inf)
+    for _ in range(repeats):
+        for label, run in runs.items():
+            seconds, calls = run()
+            best[label] = min(best[label], 1e6 * seconds / calls)
+    return best
 
 
 # --- report -----------------------------------------------------------------------------------------------------

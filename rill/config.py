@@ -204,12 +204,12 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         model=dict(net="mlp", net_preset="small", shape=(2,), text_encoder=None, dataset="points:moons",
                    guidance=1.0),
     ),
-    # 1D signals, unconditional 1D U-Net
+    # 1D signals ("a sine wave", ...), 1D U-Net conditioned on the pooled MiniLM caption vector
     "signals": dict(
         data="signals", steps=2000, batch_size=64, lr=1e-3, warmup_steps=100, ema_halflife_images=20_000,
-        caption_dropout=0.0, sample_every=1000, checkpoint_every=500, out_dir="runs/signals",
-        model=dict(net="unet1d", net_preset="tiny", shape=(1, 64), text_encoder=None, dataset="signals",
-                   guidance=1.0),
+        sample_every=1000, checkpoint_every=500, out_dir="runs/signals",
+        model=dict(net="unet1d", net_preset="tiny", shape=(1, 64), text_encoder="minilm", dataset="signals",
+                   guidance=2.0),
     ),
 }  # fmt: skip
 

@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cache",
         default=None,
-        help="folder for the trained feature nets (default: next to the "
-        "checkpoint, or ~/.cache/rill/eval for bundled models; $RILL_CACHE overrides)",
+        help="folder for the feature nets rill trains once per dataset (safetensors + JSON; default "
+        "$RILL_CACHE/eval or ~/.cache/rill/eval; point it next to a checkpoint to keep them together)",
     )
     p.add_argument("--batch-size", type=_positive("--batch-size"), default=128, help="sampling batch size")
     return p
@@ -121,17 +121,6 @@ def _dataset_of(model: Any, override: str | None, source: str) -> str:
         f"{source}: the checkpoint records dataset {recorded!r}; rill eval knows {DATASETS}. "
         "Pass --data digits|shapes if the model draws one of them"
     )
-
-
-def _default_cache(spec: str, cli_value: str | None) -> str | None:
-    if cli_value or os.environ.get("RILL_CACHE") or spec in DATASETS:
-        return cli_value
-    folder = Path(spec).expanduser().resolve().parent / "rill-eval"
-    try:
-        folder.mkdir(exist_ok=True)
-        return str(folder) if os.access(folder, os.W_OK) else None
-    except OSError:
-        return None
 
 
 def load_checkpoint(spec: str) -> Any:
@@ -179,7 +168,7 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
         guidance=args.guidance,
         seed=args.seed,
         features=args.features,
-        cache=_default_cache(args.checkpoint, args.cache),
+        cache=args.cache,
         nll=args.nll,
         clip=args.clip,
         batch_size=args.batch_size,

@@ -12,4 +12,3 @@ import torch  # noqa: E402
 # RILL_TEST_THREADS overrides: on a loaded 2-core machine, 2 threads make small-tensor ops (softmax, log) ~10x
 # slower than 1 thread (measured on the 16x6 mixture denoiser: 0.4-0.8 ms vs 4.5-6.4 ms per call).
 torch.set_num_threads(int(os.environ.get("RILL_TEST_THREADS", "1")))
-

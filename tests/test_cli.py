@@ -208,3 +208,10 @@ def test_demo_on_bundled_models(tmp_path, capsys):
         assert im.height == (10 * 9 + 1) * 8  # 10 rows of 8×8 digits, scale 8
     assert "held out" in (tmp_path / "index.md").read_text()
     assert str(tmp_path) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command, flag", [("train", "--preset"), ("eval", "--nfe")])
+def test_train_and_eval_forward_their_arguments(command, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0 and flag in capsys.readouterr().out

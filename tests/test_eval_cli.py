@@ -110,3 +110,31 @@ def test_end_to_end_pipeline_and_n_below_two(tmp_path):
     assert "Fréchet distance" in format_table(result)
     with pytest.raises(ValueError, match="n \\(images per prompt\\) must be >= 2"):
         evaluate_model(model, "digits", prompts, n=1, nfe=2, features=net, log=False)
+
+
+def test_quality_doc_is_written_from_results(tmp_path):
+    from rill.eval.report import write_quality_doc
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "validation.json").write_text(
+        json.dumps(
+            {
+                "nll_d2_exact": {"max_rel_error_per_sample": 1e-4, "nfe": 100},
+                "nll_d16_hutchinson": {
+                    "probes": 16,
+                    "mean_estimate_nats": 22.36,
+                    "mean_exact_nats": 22.37,
+                    "rel_error_of_mean": 4e-4,
+                    "max_rel_error_per_sample": 0.04,
+                },
+                "shapes_checker_all": 1.0,
+                "shapes_checker_heldout": 0.995,
+                "digit_judge_on_train": 0.98,
+            }
+        )
+    )
+    doc = write_quality_doc(results, tmp_path / "quality.md")
+    text = doc.read_text()
+    assert "99.5%" in text and "22.360 vs 22.370" in text
+    assert "Not run yet" in text  # the sweeps and benchmarks are missing: said, not invented

@@ -108,6 +108,7 @@ NFE_CASES = [(n, {}) for n in NAMES] + [
     ("langevin", {"n_corrector": 0}),
     ("langevin", {"n_corrector": 3}),
     ("langevin", {"n_corrector": 2, "predictor": "reverse_diffusion"}),
+    ("langevin", {"predictor": "none", "step_rule": "fixed"}),
 ]
 
 
@@ -151,6 +152,27 @@ def test_ipndm_variable_step_weights_are_the_classical_ones_on_a_uniform_grid():
     grid = karras(8, 0.01, 10.0)  # non-uniform: the weights differ
     a, b = (SAMPLERS["ipndm"](POINTS, x, grid, variable_step=v) for v in (True, False))
     assert (a - b).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("solver_type", ["midpoint", "heun"])
+def test_dpmpp_2m_sde_matches_diffusers_given_the_same_noise(solver_type):
+    """diffusers' "sde-dpmsolver++" draws its noise with torch.randn from the generator after each model call,
+    as rill does: with one seed both walk the same path (test_conformance.py covers the ODE samplers)."""
+    pytest.importorskip("diffusers")
+    from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
+
+    sched = DPMSolverMultistepScheduler(
+        prediction_type="sample", algorithm_type="sde-dpmsolver++", solver_type=solver_type
+    )
+    sched.set_timesteps(12)
+    grid = sched.sigmas.double()
+    x = start(POINTS, 16, torch.float32, sigma_max=float(grid[0]))
+    sample, g = x / math.sqrt(1 + grid[0] ** 2), gen(3)  # diffusers keeps x_vp = x / sqrt(1 + σ²)
+    for i, t in enumerate(sched.timesteps):
+        x0 = POINTS(sample.double() * math.sqrt(1 + grid[i] ** 2), float(grid[i])).float()
+        sample = sched.step(x0, t, sample, generator=g).prev_sample
+    ours = SAMPLERS["dpmpp_2m_sde"](POINTS, x, grid, generator=gen(3), solver_type=solver_type)
+    torch.testing.assert_close(ours, sample, atol=1e-4, rtol=0)
 
 
 # --- convergence order on the exact mixture -----------------------------------------------------------------

@@ -121,14 +121,24 @@ def train_classifier(
     width: int = 32,
     seed: int = 0,
     shift: int = 1,
+    corruption: bool = False,
     log: bool = False,
 ) -> FeatureCNN:
     """Train a FeatureCNN: cross-entropy for class ids (1-D long targets), binary cross-entropy for multi-hot
-    targets. Random translations by up to `shift` pixels augment the (few) real images."""
+    targets. Random translations by up to `shift` pixels augment the (few) real images.
+
+    corruption (multi-hot targets only): half of each batch gets Gaussian noise (std s ~ U(0, 0.4)) and a blur
+    (mix b ~ U(0, 1) with a 3x3 box blur), and two extra outputs regress s / 0.4 and b, so that the features
+    also see image quality, not only content (a pure classifier learns to ignore noise and blur)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     multilabel = targets.ndim == 2
     outputs = targets.shape[1] if multilabel else int(targets.max()) + 1
+    if corruption and not multilabel:
+        raise ValueError(
+            "corruption=True needs multi-hot targets (the two quality outputs are regressed with BCE)"
+        )
+    outputs += 2 if corruption else 0
     net = FeatureCNN(images.shape[1], images.shape[-1], outputs, width=width)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * max(1, len(images) // batch_size)
@@ -143,8 +153,16 @@ def train_classifier(
             if shift > 0:
                 dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=g))
                 x = torch.roll(x, (dy, dx), dims=(2, 3))
-            logits = net(x)
             y = targets[idx]
+            if corruption:
+                half = (torch.rand(len(x), generator=g) < 0.5).float()
+                s = 0.4 * torch.rand(len(x), generator=g) * half
+                b = torch.rand(len(x), generator=g) * half
+                blurred = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+                bb = b.view(-1, 1, 1, 1)
+                x = (1 - bb) * x + bb * blurred + s.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g)
+                y = torch.cat([y, torch.stack([s / 0.4, b], 1)], 1)
+            logits = net(x)
             loss = F.binary_cross_entropy_with_logits(logits, y) if multilabel else F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -167,8 +185,9 @@ def _recipe(dataset: str) -> dict[str, Any]:
             "dataset": dataset,
             "split": "all",
             "n": 4000,
-            "epochs": 5,
+            "epochs": 6,
             "width": 16,
+            "corruption": True,  # shapes v2: quality-aware features (see train_classifier)
             "seed": 0,
         }
     return {
@@ -201,7 +220,13 @@ def classifier_for(dataset: str, directory: str | os.PathLike | None = None, log
         print(f"rill eval: training the {dataset} feature net on real images (once; cached in {folder})")
     images, targets = dataset_arrays(dataset, recipe["split"], recipe["n"], seed=recipe["seed"])
     net = train_classifier(
-        images, targets, epochs=recipe["epochs"], width=recipe["width"], seed=recipe["seed"], log=log
+        images,
+        targets,
+        epochs=recipe["epochs"],
+        width=recipe["width"],
+        seed=recipe["seed"],
+        corruption=recipe.get("corruption", False),
+        log=log,
     )
     folder.mkdir(parents=True, exist_ok=True)
     tmp = weights.with_name(weights.name + f".tmp-{os.getpid()}")

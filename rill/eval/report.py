@@ -220,22 +220,36 @@ def main_report(argv: list[str]) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m rill.evaluate report", description=__doc__.splitlines()[0])
     ap.add_argument("--skip-eval", action="store_true", help="only rewrite the doc from existing results")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)"
+    )
     ap.add_argument("--models", default="digits,shapes")
     ap.add_argument("--nll", type=int, default=32, help="held-out images for the NLL estimate (0 = skip)")
     ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="evaluate this file instead of the bundled model NAME (repeatable)",
+    )
     ap.add_argument("--doc", default=str(DOC))
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     if not args.skip_eval:
-        from rill.model import bundled_model
+        from rill.model import bundled_model, load_model
+
+        paths = dict(item.split("=", 1) for item in args.checkpoint)
 
         t0 = time.time()
         (results / "validation.json").write_text(json.dumps(validate(), indent=2) + "\n")
         print(f"validation: {time.time() - t0:.0f}s")
         for name in args.models.split(","):
-            r = evaluate_model(bundled_model(name), name, n=50 if name == "digits" else 16, nll=args.nll)
-            r = {"checkpoint": name, **r}
+            model = load_model(paths[name]) if name in paths else bundled_model(name)
+            r = evaluate_model(model, name, n=50 if name == "digits" else 16, nll=args.nll)
+            r = {"checkpoint": paths.get(name, f"bundled:{name}"), **r}
             print(format_table(r))
             (results / f"eval_{name}.json").write_text(json.dumps(to_jsonable(r), indent=2) + "\n")
     print(f"wrote {write_quality_doc(results, Path(args.doc))}")

@@ -118,7 +118,8 @@ def reference_images(
 ) -> tuple[Tensor, Tensor]:
     """(reference set, real floor set) of real images for FD / precision / recall.
 
-    digits: the real "train" split (1438 images) and the "heldout" split (359) as the floor.
+    digits: the real "train" split (1438 images); the floor set: held-out digits, as many as will be generated
+    (at most 359).
     shapes: renders of the prompts' scenes in random layouts, at least 600 in all; the floor set is a second,
     independent render with `per_prompt` per prompt (the size of the generated set).
     The floor — FD between two real sets — is what a perfect generator would score at this sample size.
@@ -126,9 +127,10 @@ def reference_images(
     from rill.data import load_dataset
 
     if dataset == "digits":
-        return load_dataset("digits", split="train").images.float(), load_dataset(
-            "digits", split="heldout"
-        ).images.float()
+        held = load_dataset("digits", split="heldout").images.float()
+        order = torch.randperm(len(held), generator=torch.Generator().manual_seed(0))
+        floor = held[order[: min(len(held), per_prompt * len(prompts))]]  # as many as generated, up to 359
+        return load_dataset("digits", split="train").images.float(), floor
     if dataset == "shapes":
         ref_per = max(per_prompt, math.ceil(600 / len(prompts)))
         return _shapes_real(prompts, ref_per, 0, image_size), _shapes_real(prompts, per_prompt, 1, image_size)

@@ -6,9 +6,9 @@ predictor (the corrector raises the order of accuracy from p to p + 1 at no extr
 
 Matches diffusers' UniPCMultistepScheduler(predict_x0=True, solver_type="bh2", lower_order_final=True,
 disable_corrector=[]) on the same σ grid; written here in VE coordinates, where λ = −log σ and
-    x_t = (σ_t/σ_s)·x_s + (1 − e^{−h})·D_s − B(h)·Σ_k ρ_k·D1_k        (UniPC Sec. 3, data prediction)
-with D1_k = (D_{s_k} − D_s)/r_k the scaled differences of past denoiser outputs and B(h) = e^{h}−1 in the
-data-prediction sign convention (the paper's "bh2" choice of B(h)).
+    x_t = (σ_t/σ_s)·x_s + (1 − e^{−h})·D_s − B·Σ_k ρ_k·D1_k        (UniPC Sec. 3, data prediction)
+with D1_k = (D_{s_k} − D_s)/r_k the scaled differences of past denoiser outputs and B the paper's B(·)
+taken at −h for data prediction: B = e^{−h} − 1 ("bh2") or −h ("bh1").
 """
 
 from __future__ import annotations
@@ -103,7 +103,9 @@ def sample_unipc(
     order: p ∈ {1, 2, 3} of the predictor (warm-up: step i uses at most i + 1); with the corrector the order
         of accuracy is p + 1, so the default p = 2 is a 3rd-order method. p = 2 beats p = 3 at 6–10 steps on
         the mixture benchmarks; p = 3 wins from ~20 steps.
-    variant: "bh2" (B(h) = e^h − 1, the paper's choice for guided and few-step sampling) or "bh1" (B(h) = h).
+    variant: "bh2" (B(h) = e^h − 1, diffusers' default) or "bh1" (B(h) = h; diffusers suggests it for
+        unconditional sampling under 10 steps). diffusers returns NaN with bh1 on grids ending in σ = 0 (a
+        0·∞ in its last step); here the last step always returns D.
     lower_order_final: step i uses order ≤ n − i (diffusers' rule); the last step, to σ = 0, is always first
         order and returns D.
     disable_corrector: indices j of steps whose result is not corrected (diffusers' meaning: the correction
