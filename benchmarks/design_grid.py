@@ -26,6 +26,7 @@ from rill.schedules import karras
 from rill.toy import GaussianMixture
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+MIN_GAP = 1e-3  # smallest knot spacing in u (σ ratio ≥ 1.01 between steps on the 0.002–80 range)
 # (dim, components, std range, seed, scale of the means): the training family
 FAMILY = [
     (4, 6, (0.02, 0.20), 101, 1.0),
@@ -54,13 +55,13 @@ def knots_from_params(theta: np.ndarray) -> np.ndarray:
     """Unconstrained θ (n values) → knots u_1 … u_{n−1}: softmax gives n positive gaps summing to 1; the last
     gap is the distance from u_{n−1} to 1 (σ_min), so the last knot may stop above σ_min."""
     gaps = np.exp(theta - theta.max())
-    gaps = gaps / gaps.sum()
+    gaps = (gaps / gaps.sum() + MIN_GAP) / (1 + len(gaps) * MIN_GAP)  # keeps σ strictly decreasing
     return np.cumsum(gaps)[:-1]
 
 
 def params_from_knots(u: np.ndarray) -> np.ndarray:
-    gaps = np.diff(np.concatenate([[0.0], u, [1.0]]))
-    return np.log(np.maximum(gaps, 1e-6))
+    gaps = np.diff(np.concatenate([[0.0], u, [1.0]])) * (1 + (len(u) + 1) * MIN_GAP) - MIN_GAP
+    return np.log(np.maximum(gaps, 1e-9))
 
 
 def grid_from_knots(u: np.ndarray, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> torch.Tensor:

@@ -3,8 +3,8 @@
 The model is the exact Gaussian mixture, seen by diffusers as an ε-prediction network on its discrete VP schedule
 and by rill as the denoiser itself; the grid is taken from the scheduler after set_timesteps (converted to VE σ).
 Both sides run in float64, but diffusers' Euler and DPM-Solver cast the sample to float32 inside a step and its
-ε → x0 conversion at σ ≈ 157 cancels ~5 digits, so agreement is ~1e-7 per step; hence the 1e-4 tolerance, asserted
-on the samples whose trajectory does not amplify rounding (see _well_conditioned). Conventions bridged by benchmarks/_peer.py, documented in docs/samplers.md:
+ε → x0 conversion at σ ≈ 157 cancels ~5 digits, so agreement is ~1e-7 per step (measured: at most 1.1e-5 over
+these cases); hence the 1e-4 tolerance. Conventions bridged by benchmarks/_peer.py, documented in docs/samplers.md:
 - the exact model is evaluated at the σ the scheduler uses for that call: on Karras grids DPM-Solver, UniPC and
   DEIS feed the network a timestep rounded to an integer (`timestep_gap` ≤ 0.5), which a discrete network needs
   but which does not change the solver's own σ;
@@ -79,21 +79,6 @@ def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).norm(dim=1) / b.norm(dim=1)
 
 
-def _well_conditioned(fn, mixture, x, grid, options) -> torch.Tensor:
-    """Samples whose endpoint moves < 1e-5 (relative) when every denoiser output is perturbed by 1e-6.
-
-    Trajectories that pass near a boundary between mixture components amplify any rounding exponentially (the
-    flow map itself is steep there), so diffusers' float32 steps and rill's float64 ones may legitimately part
-    there; agreement is asserted on the others, which must be the large majority."""
-    g = torch.Generator().manual_seed(1)
-
-    def perturbed(x_, sigma, cond=None):
-        d = mixture(x_, sigma)
-        return d * (1 + 1e-6 * torch.randn(d.shape, generator=g, dtype=d.dtype))
-
-    return _rel_diff(fn(perturbed, x, grid, **options), fn(mixture, x, grid, **options)) < 1e-5
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_matches_diffusers(mixture, case):
     _, kind, config, steps, name, options = case
@@ -103,13 +88,10 @@ def test_matches_diffusers(mixture, case):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(32, mixture.dim, generator=g, dtype=torch.float64) * grid[0]
     x_peer, calls = run_scheduler(sched, kind, mixture, x)
-    fn = get_sampler(name)
-    x_rill = fn(mixture, x, grid, **options)
+    x_rill = get_sampler(name)(mixture, x, grid, **options)
     assert x_rill.dtype == torch.float64 and torch.isfinite(x_peer).all()
     assert calls == len(sched.timesteps)
-    well = _well_conditioned(fn, mixture, x, grid, options)
-    assert well.float().mean() >= 0.8
-    assert _rel_diff(x_rill, x_peer)[well].max() < RTOL
+    assert _rel_diff(x_rill, x_peer).max() < RTOL
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c[1] != "ddim"], ids=lambda c: c[0])
