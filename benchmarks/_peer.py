@@ -1,17 +1,18 @@
-"""Drive diffusers' schedulers with rill's exact σ-space denoiser (shared by the benchmark and the conformance test).
+"""Drive diffusers' schedulers with rill's exact σ-space denoiser (shared by the benchmark and the conformance
+test).
 
 Conventions bridged here (diffusers 0.42.1, read from diffusers/schedulers/):
-- State. DDIM / DPM-Solver / UniPC / DEIS keep the VP sample x_vp = x / sqrt(1 + σ²); Euler / Heun keep the VE x
-  and divide by sqrt(1 + σ²) in `scale_model_input`; EDM-DPM keeps the VE x and feeds the net c_in·x. The start
-  state is converted from rill's x at σ_0 and the result back from the scheduler's last σ.
+- State. DDIM / DPM-Solver / UniPC / DEIS keep the VP sample x_vp = x / sqrt(1 + σ²); Euler / Heun keep the VE
+  x and divide by sqrt(1 + σ²) in `scale_model_input`; EDM-DPM keeps the VE x and feeds the net c_in·x. The
+  start state is converted from rill's x at σ_0 and the result back from the scheduler's last σ.
 - Model. An ε-prediction model, ε(x_in; σ) = (x − D(x; σ)) / σ with x = x_in·sqrt(1 + σ²) (EDM-DPM: the EDM
   "epsilon" output F = (D − c_skip·x) / c_out). σ is the σ the scheduler itself uses for that call
   (`scheduler.sigmas[call]`; DDIM: σ of its integer timestep). diffusers feeds the network *rounded* integer
-  timesteps on Karras grids (DPM-Solver, UniPC, DEIS), so a model that decoded σ from t would be evaluated at a
-  different σ than the solver assumes; `timestep_gap` measures that gap so tests can state it.
-- Training table. diffusers derives σ grids from a 1000-step ᾱ table. `log_uniform_betas(σ_min, σ_max)` makes a
-  table whose σ_t is uniform in log σ from σ_min (t = 0) to σ_max (t = 999), so every scheduler's Karras grid spans
-  the same [σ_min, σ_max] as rill's (float32 betas put σ_min within ~0.5 % of the request).
+  timesteps on Karras grids (DPM-Solver, UniPC, DEIS), so a model that decoded σ from t would be evaluated at
+  a different σ than the solver assumes; `timestep_gap` measures that gap so tests can state it.
+- Training table. diffusers derives σ grids from a 1000-step ᾱ table. `log_uniform_betas(σ_min, σ_max)` makes
+  a table whose σ_t is uniform in log σ from σ_min (t = 0) to σ_max (t = 999), so every scheduler's Karras
+  grid spans the same [σ_min, σ_max] as rill's (float32 betas put σ_min within ~0.5 % of the request).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ SCHEDULERS = {
 _VE_STATE = {"euler", "heun", "edm_dpmpp"}  # sample kept in VE coordinates
 
 
-def log_uniform_betas(sigma_min: float = 0.002, sigma_max: float = 80.0, num_timesteps: int = 1000) -> np.ndarray:
+def log_uniform_betas(
+    sigma_min: float = 0.002, sigma_max: float = 80.0, num_timesteps: int = 1000
+) -> np.ndarray:
     """β_t of a discrete VP table with σ_t = exp(linspace(log σ_min, log σ_max, T)): ᾱ_t = 1 / (1 + σ_t²)."""
     sig = np.exp(np.linspace(math.log(sigma_min), math.log(sigma_max), num_timesteps))
     ac = 1.0 / (1.0 + sig**2)
@@ -92,7 +95,9 @@ def timestep_gap(sched, kind: str) -> float:
     """Largest |t_fed − t(σ)| over the calls: how far the timestep diffusers feeds the model is from the σ its
     solver uses (0 for integer-spaced VP grids; up to 0.5 where diffusers rounds Karras timesteps)."""
     if kind == "edm_dpmpp":
-        return max(abs(float(t) - 0.25 * math.log(s)) for t, s in zip(sched.timesteps, call_sigmas(sched, kind)))
+        return max(
+            abs(float(t) - 0.25 * math.log(s)) for t, s in zip(sched.timesteps, call_sigmas(sched, kind))
+        )
     log_tab = np.log(((1 - sched.alphas_cumprod.double()) / sched.alphas_cumprod.double()).sqrt().numpy())
     gaps = []
     for t, s in zip(sched.timesteps, call_sigmas(sched, kind)):
@@ -117,7 +122,9 @@ def eps_model(denoiser: Callable, kind: str, cond=None) -> Callable[[Tensor, flo
     return model
 
 
-def run_scheduler(sched, kind: str, denoiser: Callable, x: Tensor, cond=None, model=None) -> tuple[Tensor, int]:
+def run_scheduler(
+    sched, kind: str, denoiser: Callable, x: Tensor, cond=None, model=None
+) -> tuple[Tensor, int]:
     """Run a set-up diffusers scheduler from rill's x at σ_0 (VE); return (x at the scheduler's last σ in VE
     coordinates, number of model calls). `model(x_in, σ)` replaces the exact ε-model (e.g. a trivial one)."""
     sigmas = call_sigmas(sched, kind)

@@ -1,12 +1,12 @@
 """Design rill's σ grid (rill/grids.py): optimise step locations on a training family of Gaussian mixtures.
 
-    python -m benchmarks.design_grid              # prints the knot table to paste into rill/grids.py
+    python -m benchmarks.design_grid --steps 2 3 4 5 6    # prints the knots to paste into rill/grids.py
 
-Method: for each number of steps n, the n nonzero σ of the grid are σ_k = σ_max·(σ_min/σ_max)^{u_k} with u_0 = 0
-and 0 < u_1 < … < u_{n−1} ≤ 1 ("normalised log σ"). The u_k minimise the RMS endpoint error of the solver against
-the exact probability-flow ODE solution (benchmarks.samplers.exact_endpoint), pooled over a training family of
-random mixtures whose seeds, dims and std ranges differ from the benchmark's (d = 2 / 64, 8 components,
-stds 0.03–0.25, seeds 0–1): the benchmark never sees its own tuning data.
+Method: an n-step grid has the nonzero levels σ_k = σ_max·(σ_min/σ_max)^{u_k}, u_0 = 0 < u_1 < … < u_{n−1} ≤ 1
+("normalised log σ"). The knots u_k minimise the RMS endpoint error of the solver against the exact
+probability-flow ODE solution (benchmarks.samplers.exact_endpoint), pooled over a training family of random
+mixtures whose seeds, dims and std ranges differ from the benchmark's (d = 2 / 64, 8 components, stds
+0.03–0.25, seed 0): the benchmark never sees the tuning data. Derivation and results: docs/samplers.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ FAMILY = [
 ]
 
 
-def training_data(samples: int = 128, seed: int = 7) -> list[tuple[GaussianMixture, torch.Tensor, torch.Tensor]]:
+def training_data(
+    samples: int = 128, seed: int = 7
+) -> list[tuple[GaussianMixture, torch.Tensor, torch.Tensor]]:
     """(mixture, starting noise at σ_max, exact endpoint) for every member of FAMILY."""
     g = torch.Generator().manual_seed(seed)
     data = []
@@ -64,7 +66,9 @@ def params_from_knots(u: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(gaps, 1e-9))
 
 
-def grid_from_knots(u: np.ndarray, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> torch.Tensor:
+def grid_from_knots(
+    u: np.ndarray, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX
+) -> torch.Tensor:
     u = torch.as_tensor(np.concatenate([[0.0], u]), dtype=torch.float64)
     return torch.cat([sigma_max * (sigma_min / sigma_max) ** u, torch.zeros(1, dtype=torch.float64)])
 
@@ -86,15 +90,21 @@ def optimise(n: int, sampler: str, data, options: dict, starts: list[np.ndarray]
     """Nelder–Mead on θ from each start (keeping the best); returns (knots, loss)."""
     best_u, best = None, math.inf
     for u0 in starts:
-        res = minimize(lambda th: loss(knots_from_params(th), sampler, data, options), params_from_knots(u0),
-                       method="Nelder-Mead", options={"maxfev": maxfev, "xatol": 1e-3, "fatol": 1e-7})
+        res = minimize(
+            lambda th: loss(knots_from_params(th), sampler, data, options),
+            params_from_knots(u0),
+            method="Nelder-Mead",
+            options={"maxfev": maxfev, "xatol": 1e-3, "fatol": 1e-7},
+        )
         if res.fun < best:
             best_u, best = knots_from_params(res.x), float(res.fun)
     return best_u, best
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Optimise rill's σ grid knots (rill/grids.py) on a training family.")
+    p = argparse.ArgumentParser(
+        description="Optimise rill's σ grid knots (rill/grids.py) on a training family."
+    )
     p.add_argument("--sampler", default="unipc")
     p.add_argument("--options", default='{"order": 3, "variant": "bh1"}', help="sampler options (JSON)")
     p.add_argument("--steps", type=int, nargs="+", default=list(range(2, 11)), help="grid sizes n to design")
@@ -115,8 +125,11 @@ def main(argv: list[str] | None = None) -> None:
         u, err = optimise(n, args.sampler, data, options, starts, maxfev=args.evals * (n - 1))
         table[n] = tuple(round(float(v), 4) for v in u)
         err_k = loss(karras_knots(n), args.sampler, data, options)
-        print(f"# n={n}: training RMS {err:.4f} (Karras ρ=7: {err_k:.4f}), "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(
+            f"# n={n}: training RMS {err:.4f} (Karras ρ=7: {err_k:.4f}), knots {table[n]}, "
+            f"{time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
     print(f"DESIGNED_FOR = ({args.sampler!r}, {options!r})")
     print("KNOTS: dict[int, tuple[float, ...]] = {")
     for n, u in table.items():

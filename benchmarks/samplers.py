@@ -1,15 +1,15 @@
-"""Sampler benchmark: rill's samplers and grids against diffusers' schedulers on exact Gaussian mixtures (CPU).
+"""Sampler benchmark: rill's samplers and grids against diffusers' schedulers on exact Gaussian mixtures.
 
-    python -m benchmarks.samplers            # ~5–10 min on 2 cores; writes benchmarks/results/samplers.{md,png}
+    python -m benchmarks.samplers    # ~10 min on 2 busy cores; writes benchmarks/results/samplers.{md,png}
 
-For every NFE (= denoiser calls; Heun spends 2 per step but 1 on its last) and every sampler, from the same noise:
-(a) RMS endpoint error against the exact probability-flow ODE solution (scipy DOP853, rtol 1e-9, in log σ from
-    σ_max = 80 to σ_min = 0.002, then the final denoise D(x; σ_min): the convention of every grid ending
-    [σ_min, 0], rill's and diffusers' alike; DEIS, which ends at σ_min without denoising, is scored the same way);
+For every NFE (= denoiser calls; Heun spends 2 per step, 1 on its last) and every sampler, from the same noise:
+(a) RMS endpoint error against the exact probability-flow ODE solution (scipy DOP853, rtol 1e-9, in log σ
+    from σ_max = 80 to σ_min = 0.002, then the final denoise D(x; σ_min): the end convention of every grid
+    ending [σ_min, 0], rill's and diffusers' alike; DEIS, which stops at σ_min without it, is scored the same);
 (b) sliced 2-Wasserstein distance to fresh true samples, with its noise floor (two independent true sets);
-(c) the sampler's own time per denoiser call with a trivial model (returns a fixed zero tensor; 1024×64 float32).
-diffusers is driven through benchmarks/_peer.py with the exact model evaluated at the σ its solver uses, on a VP
-table whose σ spans the same [0.002, 80] (so its Karras grids equal rill's).
+(c) the sampler's own time per denoiser call with a trivial model (a fixed zero tensor; 1024×64 float32).
+diffusers is driven through benchmarks/_peer.py with the exact model evaluated at the σ its solver uses, on a
+VP table whose σ spans the same [0.002, 80] (so its Karras grids equal rill's).
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ NFES = [3, 4, 5, 6, 8, 10, 15, 20, 50]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-# --- exact references -------------------------------------------------------------------------------------------
+# --- exact references
+# -------------------------------------------------------------------------------------------
 class FastMixtureDenoiser:
-    """The exact D(x; σ) of a diagonal rill.toy.GaussianMixture, computed with (B, d) × (d, K) products instead of
-    (B, K, d) broadcasts (~6× faster; the benchmark and the grid design make thousands of solver runs). Same
-    formula: log r_k = log w_k − ½ Σ_d [(x − μ_k)²/v_kd + log(2π v_kd)],  D = Σ_k r_k [μ_k + s_k²/v_k·(x − μ_k)],
+    """The exact D(x; σ) of a diagonal rill.toy.GaussianMixture, computed with (B, d) × (d, K) products
+    instead of (B, K, d) broadcasts (~6× faster; the benchmark and the grid design make thousands of solver
+    runs). Same formula: log r_k = log w_k − ½ Σ_d [(x − μ_k)²/v_kd + log(2π v_kd)],  D = Σ_k r_k [μ_k +
+    s_k²/v_k·(x − μ_k)],
     v = s² + σ². `check` returns the largest difference to GaussianMixture.denoise."""
 
     def __init__(self, gm):
@@ -45,8 +47,17 @@ class FastMixtureDenoiser:
         sig2 = float(sigma.flatten()[0] if isinstance(sigma, Tensor) else sigma) ** 2
         iv = 1.0 / (self.s2 + sig2)  # (K, d)
         xf = x.reshape(x.shape[0], -1).to(torch.float64)
-        logp = -0.5 * ((xf**2) @ iv.T - 2 * xf @ (self.mu * iv).T + ((self.mu**2) * iv).sum(1)
-                       - iv.log().sum(1) + self.mu.shape[1] * math.log(2 * math.pi)) + self.logw
+        logp = (
+            -0.5
+            * (
+                (xf**2) @ iv.T
+                - 2 * xf @ (self.mu * iv).T
+                + ((self.mu**2) * iv).sum(1)
+                - iv.log().sum(1)
+                + self.mu.shape[1] * math.log(2 * math.pi)
+            )
+            + self.logw
+        )
         r = torch.softmax(logp, dim=1)  # (B, K)
         a = self.s2 * iv  # s_k²/v_k, (K, d)
         return (r @ (self.mu * (1 - a)) + xf * (r @ a)).reshape(x.shape).to(x.dtype)
@@ -55,8 +66,14 @@ class FastMixtureDenoiser:
         return max(float((self(x, s) - self.gm.denoise(x, s)).abs().max()) for s in (0.002, 0.3, 5.0, 80.0))
 
 
-def exact_endpoint(denoiser, x_start: Tensor, sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN,
-                   rtol: float = 1e-9, atol: float = 1e-9) -> Tensor:
+def exact_endpoint(
+    denoiser,
+    x_start: Tensor,
+    sigma_max: float = SIGMA_MAX,
+    sigma_min: float = SIGMA_MIN,
+    rtol: float = 1e-9,
+    atol: float = 1e-9,
+) -> Tensor:
     """D(x(σ_min); σ_min), x(σ) solving the PF-ODE from x(σ_max) = x_start, float64.
 
     In s = log σ the ODE dx/dσ = (x − D(x; σ))/σ (EDM Eq. 3) reads dx/ds = x − D(x; e^s); DOP853 (explicit 8th
@@ -67,8 +84,14 @@ def exact_endpoint(denoiser, x_start: Tensor, sigma_max: float = SIGMA_MAX, sigm
         x = torch.from_numpy(y).view(shape)
         return (x - denoiser(x, math.exp(s))).reshape(-1).numpy()
 
-    sol = solve_ivp(rhs, (math.log(sigma_max), math.log(sigma_min)), x_start.double().reshape(-1).numpy(),
-                    method="DOP853", rtol=rtol, atol=atol)
+    sol = solve_ivp(
+        rhs,
+        (math.log(sigma_max), math.log(sigma_min)),
+        x_start.double().reshape(-1).numpy(),
+        method="DOP853",
+        rtol=rtol,
+        atol=atol,
+    )
     if not sol.success:
         raise RuntimeError(f"reference PF-ODE solve failed: {sol.message}")
     return denoiser(torch.from_numpy(sol.y[:, -1].copy()).view(shape), sigma_min)
@@ -89,10 +112,16 @@ def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, seed: int =
     return float(((pa - pb) ** 2).mean().sqrt())
 
 
-# --- what is compared ---------------------------------------------------------------------------------------------
+# --- what is compared
+# ---------------------------------------------------------------------------------------------
 RILL = [  # (label, sampler, options); every deterministic rill sampler, each on "karras" and "rill" grids
-    ("euler", "euler", {}), ("ddim", "ddim", {}), ("heun", "heun", {}), ("dpmpp_2m", "dpmpp_2m", {}),
-    ("dpmpp_3m", "dpmpp_3m", {}), ("unipc", "unipc", {}), ("unipc(order=3)", "unipc", {"order": 3}),
+    ("euler", "euler", {}),
+    ("ddim", "ddim", {}),
+    ("heun", "heun", {}),
+    ("dpmpp_2m", "dpmpp_2m", {}),
+    ("dpmpp_3m", "dpmpp_3m", {}),
+    ("unipc", "unipc", {}),
+    ("unipc(order=3)", "unipc", {"order": 3}),
     ("ipndm", "ipndm", {}),
 ]
 PEERS = [  # (label, _peer kind, scheduler config); "logsnr" = default spacing on the log-uniform σ table
@@ -130,7 +159,9 @@ def run_peer(kind: str, config: dict, nfe: int, denoiser, z: Tensor, model=None)
     return run_scheduler(sched, kind, denoiser, z * float(scheduler_grid(sched, kind)[0]), model=model)
 
 
-def run_rill(sampler: str, options: dict, grid: str | None, nfe: int, denoiser, z: Tensor) -> tuple[Tensor, int]:
+def run_rill(
+    sampler: str, options: dict, grid: str | None, nfe: int, denoiser, z: Tensor
+) -> tuple[Tensor, int]:
     import rill
 
     calls = [0]
@@ -139,12 +170,14 @@ def run_rill(sampler: str, options: dict, grid: str | None, nfe: int, denoiser, 
         calls[0] += 1
         return denoiser(x, sigma, cond)
 
-    out = rill.sample(counted, z, nfe=nfe, sampler=sampler, grid=grid, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
-                      **options)
+    out = rill.sample(
+        counted, z, nfe=nfe, sampler=sampler, grid=grid, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, **options
+    )
     return out, calls[0]
 
 
-# --- the three measurements ---------------------------------------------------------------------------------------
+# --- the three measurements
+# ---------------------------------------------------------------------------------------
 def accuracy(dim: int, samples: int, seed: int, nfes: list[int]) -> tuple[list[dict], float, float]:
     """Rows {label, family, grid, nfe, calls, rms, sw}, the SW noise floor, and the reference time."""
     from rill.toy import GaussianMixture
@@ -163,8 +196,17 @@ def accuracy(dim: int, samples: int, seed: int, nfes: list[int]) -> tuple[list[d
     rows = []
 
     def add(label, family, grid, nfe, out, calls):
-        rows.append({"label": label, "family": family, "grid": grid, "nfe": nfe, "calls": calls,
-                     "rms": rms_error(out, ref), "sw": sliced_wasserstein(out, true_a)})
+        rows.append(
+            {
+                "label": label,
+                "family": family,
+                "grid": grid,
+                "nfe": nfe,
+                "calls": calls,
+                "rms": rms_error(out, ref),
+                "sw": sliced_wasserstein(out, true_a),
+            }
+        )
 
     for nfe in nfes:
         for label, sampler, options in RILL:
@@ -176,8 +218,9 @@ def accuracy(dim: int, samples: int, seed: int, nfes: list[int]) -> tuple[list[d
     return rows, floor, t_ref
 
 
-def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 7) -> dict[str, float]:
-    """µs of sampler work per denoiser call with a model that returns a fixed zero tensor (float32): the best of
+def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 5) -> dict[str, float]:
+    """µs of sampler work per denoiser call with a model that returns a fixed zero tensor (float32): the best
+    of
     `repeats` rounds, each round timing every sampler once (interleaved, so all see the same machine load)."""
     from benchmarks._peer import make_scheduler, run_scheduler
     from rill.samplers import get_sampler
@@ -196,7 +239,7 @@ def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 7) 
         sig = sigmas_for(name, nfe, SIGMA_MIN, SIGMA_MAX, grid, **opts)
         fn = get_sampler(name)
 
-        def run() -> int:
+        def run() -> tuple[float, int]:
             count[0] = 0
             t0 = time.perf_counter()
             fn(trivial, z * float(sig[0]), sig, **opts)
@@ -205,8 +248,10 @@ def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 7) 
         return run
 
     def peer_run(kind: str, config: dict):
-        def run() -> int:
-            sched = make_scheduler(kind, peer_steps(kind, nfe), **peer_config(kind, config))  # set-up not timed
+        def run() -> tuple[float, int]:
+            sched = make_scheduler(
+                kind, peer_steps(kind, nfe), **peer_config(kind, config)
+            )  # set-up not timed
             t0 = time.perf_counter()
             calls = run_scheduler(sched, kind, None, z * SIGMA_MAX, model=lambda x_in, s: zeros)[1]
             return time.perf_counter() - t0, calls
@@ -223,7 +268,8 @@ def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 7) 
     return best
 
 
-# --- report -----------------------------------------------------------------------------------------------------
+# --- report
+# -----------------------------------------------------------------------------------------------------
 def _best(rows: list[dict], family: str, nfe: int) -> dict:
     return min((r for r in rows if r["family"] == family and r["nfe"] == nfe), key=lambda r: r["rms"])
 
@@ -261,7 +307,15 @@ def plot(results: dict, nfes: list[int], path: Path) -> None:
                     continue  # rill on Karras is in the table; the plot shows rill's grid and the auto choice
                 pts = sorted((r["calls"], r["rms"]) for r in rows if _name(r) == name)
                 lw = 2.5 if name == "auto" else 1.0
-                ax.plot(*zip(*pts), style, lw=lw, marker="o", ms=3, label=name, color="k" if name == "auto" else None)
+                ax.plot(
+                    *zip(*pts),
+                    style,
+                    lw=lw,
+                    marker="o",
+                    ms=3,
+                    label=name,
+                    color="k" if name == "auto" else None,
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(nfes)
@@ -295,28 +349,54 @@ def main(argv: list[str] | None = None) -> None:
         print(f"d={dim}: done ({time.perf_counter() - t_start:.0f} s, reference {results[dim][2]:.1f} s)")
     ovh = overhead()
     wall = time.perf_counter() - t_start
-    md = ["# Sampler benchmark: rill vs diffusers on exact Gaussian mixtures", "",
-          f"Command: `python -m benchmarks.samplers{'' if argv is None else ' ' + ' '.join(argv)}`  ",
-          f"Date: {datetime.date.today()}, machine: {platform.machine()} {platform.processor() or ''} "
-          f"({torch.get_num_threads()} torch threads, shared 2-core box), wall time {wall:.0f} s  ",
-          f"Versions: rill {rill.__version__}, torch {torch.__version__}, diffusers {diffusers.__version__}, "
-          f"numpy {np.__version__}, scipy {scipy.__version__}", "",
-          __doc__.split("\n\n", 2)[2].strip(), "",
-          "NFE = denoiser calls allowed; a cell shows the calls actually made in parentheses when fewer "
-          "(Heun). Bold: the best of its family (rill / diffusers) at that NFE.", ""]
+    md = [
+        "# Sampler benchmark: rill vs diffusers on exact Gaussian mixtures",
+        "",
+        f"Command: `python -m benchmarks.samplers{'' if argv is None else ' ' + ' '.join(argv)}`  ",
+        f"Date: {datetime.date.today()}, machine: {platform.machine()} {platform.processor() or ''} "
+        f"({torch.get_num_threads()} torch threads, shared 2-core box), wall time {wall:.0f} s  ",
+        f"Versions: rill {rill.__version__}, torch {torch.__version__}, diffusers {diffusers.__version__}, "
+        f"numpy {np.__version__}, scipy {scipy.__version__}",
+        "",
+        __doc__.split("\n\n", 2)[2].strip(),
+        "",
+        "NFE = denoiser calls allowed; a cell shows the calls actually made in parentheses when fewer "
+        "(Heun). Bold: the best of its family (rill / diffusers) at that NFE.",
+        "",
+    ]
     for dim, (rows, floor, t_ref) in results.items():
-        md += [f"## d = {dim}: RMS endpoint error", "", *error_table(rows, args.nfe), "",
-               f"## d = {dim}: sliced W2 to fresh true samples (noise floor {floor:.4f})", "",
-               *error_table(rows, args.nfe, "sw"), ""]
-    md += ["## Summary: best of each family", "", "| d | NFE | rill best | error | diffusers best | error | ratio |",
-           "|---|---|---|---|---|---|---|"]
+        md += [
+            f"## d = {dim}: RMS endpoint error (exact references: {t_ref:.0f} s of DOP853)",
+            "",
+            *error_table(rows, args.nfe),
+            "",
+            f"## d = {dim}: sliced W2 to fresh true samples (noise floor {floor:.4f})",
+            "",
+            *error_table(rows, args.nfe, "sw"),
+            "",
+        ]
+    md += [
+        "## Summary: best of each family",
+        "",
+        "| d | NFE | rill best | error | diffusers best | error | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for dim, (rows, _f, _t) in results.items():
         for n in args.nfe:
             a, b = _best(rows, "rill", n), _best(rows, "diffusers", n)
-            md.append(f"| {dim} | {n} | {_name(a)} | {a['rms']:.4f} | {b['label']} | {b['rms']:.4f} | "
-                      f"{a['rms'] / b['rms']:.2f} |")
-    md += ["", "## Sampler overhead per denoiser call (trivial model, 1024×64 float32, 50 calls, best of 5)", "",
-           "| sampler | µs / call |", "|---|---|", *[f"| {k} | {v:.0f} |" for k, v in ovh.items()], ""]
+            md.append(
+                f"| {dim} | {n} | {_name(a)} | {a['rms']:.4f} | {b['label']} | {b['rms']:.4f} | "
+                f"{a['rms'] / b['rms']:.2f} |"
+            )
+    md += [
+        "",
+        "## Sampler overhead per denoiser call (trivial model, 1024×64 float32, 50 calls, best of 5)",
+        "",
+        "| sampler | µs / call |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in ovh.items()],
+        "",
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "samplers.md").write_text("\n".join(md))
     plot(results, args.nfe, args.out / "samplers.png")

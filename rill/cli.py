@@ -108,10 +108,6 @@ def set_threads() -> int:
     return torch.get_num_threads()
 
 
-def _default_scale(height: int) -> int:
-    return max(1, 128 // max(1, height))
-
-
 def _slug(prompt: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "unconditional"
 
@@ -119,7 +115,8 @@ def _slug(prompt: str) -> str:
 # --- commands -----------------------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    _check_sampler(args.sampler)
+    if args.sampler != "auto":
+        _check_sampler(args.sampler)
     spec = args.model or choose_bundled(args.prompt)
     if not args.model:
         print(f"model: bundled '{spec}' (chosen from the prompt; pass --model digits|shapes|CKPT to choose)")
@@ -132,6 +129,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .model import load_model
 
     model = load_model(path)
+    if len(model.config.shape) != 3 or model.config.shape[0] not in (1, 3):
+        raise UserError(
+            f"{path} makes samples of shape {model.config.shape}, not images; call generate() from Python"
+        )
     t_load = time.perf_counter() - t0
     frames: list = []
 
@@ -139,23 +140,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         x, x0_hat = x[:8].detach().float().cpu() / (1 + sigma**2) ** 0.5, x0_hat[:8].detach().float().cpu()
         frames.append(make_grid(torch.cat([x, x0_hat]).clamp(-1, 1), nrow=x.shape[0]))
 
-    images = generate(
-        model,
-        args.prompt,
-        negative=args.negative,
-        n=args.n,
-        nfe=args.nfe,
-        sampler=args.sampler,
-        guidance=args.guidance,
-        seed=args.seed,
-        sigma_min=args.sigma_min,
-        sigma_max=args.sigma_max,
-        callback=record if args.gif else None,
-        device=args.device,
-    )
+    names = ("negative", "n", "nfe", "sampler", "guidance", "seed", "sigma_min", "sigma_max", "device")
+    opts = {k: getattr(args, k) for k in names}
+    images = generate(model, args.prompt, callback=record if args.gif else None, **opts)
     t_gen = time.perf_counter() - t0 - t_load
     out = Path(args.out)
-    scale = args.scale or _default_scale(images.shape[-2])
+    scale = args.scale or max(1, 128 // images.shape[-2])  # default: at least 128 px
     slug = _slug(args.prompt)
     written = []
     for j, img in enumerate(images):
@@ -174,15 +164,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         frames.append(make_grid(torch.cat([images[:8], images[:8]]), nrow=min(args.n, 8)))
         print(f"gif:  {save_gif(frames, out / f'{slug}-denoising.gif', scale=scale)}")
     print(
-        f"time: {t_load:.2f} s loading the model, {t_gen:.2f} s encoding the prompt and sampling, "
+        f"time: {t_load:.2f} s importing torch + loading the model, {t_gen:.2f} s text encoder + sampling, "
         f"{time.perf_counter() - t0:.2f} s in total"
     )
     return 0
 
 
 def _check_sampler(name: str) -> None:
-    if name == "auto":
-        return
     from .samplers import get_sampler
 
     try:
@@ -215,6 +203,7 @@ def bundled_path(name: str) -> Path:
 def describe(path: Path) -> dict:
     """What a model file holds, read from its header only (no weights are loaded)."""
     import json
+    import math
 
     from safetensors import safe_open
 
@@ -228,7 +217,7 @@ def describe(path: Path) -> dict:
         )
     config = json.loads(meta["rill.model_config"])
     net = config.pop("net_overrides", {})
-    params = sum(_numel(s) for k, s in shapes.items() if k.startswith("net."))
+    params = sum(math.prod(s) for k, s in shapes.items() if k.startswith("net."))
     info = {
         "file": str(path),
         "size": f"{path.stat().st_size / 2**20:.2f} MiB",
@@ -241,13 +230,6 @@ def describe(path: Path) -> dict:
     if "rill.info" in meta:
         info["training"] = json.loads(meta["rill.info"])
     return info
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -271,28 +253,18 @@ def _format_info(info: dict) -> str:
 
 def cmd_samplers(args: argparse.Namespace) -> int:
     from .samplers import INFO, SAMPLERS
+    from .sampling import resolve
 
     rows = [("name", "order", "stochastic", "NFE for 10 steps", "what")]
-    for name in SAMPLERS:
-        info = INFO.get(name)
-        if info is None:
-            rows.append((name, "?", "?", "?", ""))
-            continue
-        rows.append(
-            (
-                name,
-                str(info.order),
-                "yes" if info.stochastic else "no",
-                str(info.nfe(10, {})),
-                info.description,
-            )
-        )
+    for name in SAMPLERS:  # every registered sampler has an INFO entry (rill.samplers)
+        i = INFO[name]
+        rows.append((name, str(i.order), "yes" if i.stochastic else "no", str(i.nfe(10, {})), i.description))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths)) + "  " + r[4])
-    print(
-        "\n'auto' (the default) picks a sampler and σ grid for the NFE budget: rill generate --sampler auto"
-    )
+    name, opts, grid = resolve("auto", 16)
+    print(f"\n'auto' (the default) fits a sampler and σ grid to the NFE budget; at 16 NFE: {name}", end="")
+    print(f" {opts}" if opts else "", f"on the {grid!r} grid")
     return 0
 
 
@@ -409,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rill {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `rill info CKPT | head`: stop quietly (Python docs, "Note on SIGPIPE")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

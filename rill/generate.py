@@ -118,6 +118,7 @@ def generate(
     batch_size: int = 64,
 ) -> Tensor:
     """Sample `n` images per prompt: a (len(prompts) · n, C, H, W) tensor in [-1, 1], prompt-major order.
+    (Non-image models, e.g. points (2,) or signals (C, L), give (len(prompts) · n, *shape), not clamped.)
 
     model: a `rill.model.DiffusionModel` (anything with `.denoiser(x, sigma, cond)`, `.encode(prompts)` and
         `.config.shape`).
@@ -178,5 +179,5 @@ def generate(
             generator=gens,
             callback=callback if start == 0 else None,
         )
-        out.append(x.float().clamp(-1, 1).cpu())
+        out.append((x.float().clamp(-1, 1) if len(shape) == 3 else x.float()).cpu())
     return torch.cat(out)

@@ -1,7 +1,7 @@
 """rill.sample(): a budget of denoiser calls → a sampler, a σ grid, and the clean sample.
 
-`nfe` counts denoiser calls (network evaluations), the cost that matters; each sampler's INFO[name].nfe says how
-many calls n steps take, and the largest n that fits the budget is used. sampler="auto" picks rill's best
+`nfe` counts denoiser calls (network evaluations), the cost that matters; each sampler's INFO[name].nfe says
+how many calls n steps take, and the largest n that fits the budget is used. sampler="auto" picks rill's best
 sampler and grid for the budget from the table AUTO below, which was decided from the benchmark in
 benchmarks/results/samplers.md (`python -m benchmarks.samplers`).
 """
@@ -31,8 +31,9 @@ def _check_nfe(nfe: int) -> int:
     return nfe
 
 
-def resolve(sampler: str, nfe: int, grid: str | Tensor | None = None,
-            options: dict | None = None) -> tuple[str, dict, str | Tensor]:
+def resolve(
+    sampler: str, nfe: int, grid: str | Tensor | None = None, options: dict | None = None
+) -> tuple[str, dict, str | Tensor]:
     """(sampler name, options, grid) that rill.sample will use; "auto" is looked up in AUTO by budget."""
     _check_nfe(nfe)
     options = dict(options or {})
@@ -44,51 +45,79 @@ def resolve(sampler: str, nfe: int, grid: str | Tensor | None = None,
 
 
 def steps_for(sampler: str, nfe: int, options: dict | None = None) -> int:
-    """The largest number of steps n with INFO[sampler].nfe(n) <= nfe; ValueError if even one step is too many."""
+    """The largest number of steps n with INFO[sampler].nfe(n) <= nfe; ValueError if even one step is too
+    many."""
     _check_nfe(nfe)
     get_sampler(sampler)
     info, options = INFO[sampler], options or {}
     if info.nfe(1, options) > nfe:
-        raise ValueError(f"sampler {sampler!r} needs at least {info.nfe(1, options)} denoiser calls "
-                         f"(one step with options {options}); nfe={nfe} is too small")
+        raise ValueError(
+            f"sampler {sampler!r} needs at least {info.nfe(1, options)} denoiser calls "
+            f"(one step with options {options}); nfe={nfe} is too small"
+        )
     n = 1
     while info.nfe(n + 1, options) <= nfe:
         n += 1
     return n
 
 
-def sigmas_for(sampler: str, nfe: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
-               grid: str | Tensor | None = None, **options) -> Tensor:
+def sigmas_for(
+    sampler: str,
+    nfe: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    grid: str | Tensor | None = None,
+    **options,
+) -> Tensor:
     """The σ grid (float64, ending in 0) that `sample` runs for this sampler and budget.
 
     grid: a name known to rill.schedules.make_grid ("karras", "exponential", "rill", …), None for the default
-    (the AUTO table's grid for sampler="auto", else DEFAULT_GRID), or an explicit decreasing σ tensor ending in 0
-    (its length then fixes the number of steps, which must fit the budget).
+    (the AUTO table's grid for sampler="auto", else DEFAULT_GRID), or an explicit decreasing σ tensor ending
+    in 0 (its length then fixes the number of steps, which must fit the budget).
     """
     name, options, grid = resolve(sampler, nfe, grid, options)
     if isinstance(grid, Tensor):
         steps = grid.numel() - 1
         need = INFO[name].nfe(steps, options)
         if need > nfe:
-            raise ValueError(f"the given grid has {steps} steps, which cost {need} denoiser calls with {name!r}; "
-                             f"nfe={nfe} allows fewer")
+            raise ValueError(
+                f"the given grid has {steps} steps, which cost {need} denoiser calls with {name!r}; "
+                f"nfe={nfe} allows fewer"
+            )
         return grid.detach().to("cpu").double()
     return make_grid(grid, steps_for(name, nfe, options), sigma_min, sigma_max)
 
 
-def sample(denoiser, noise: Tensor, *, nfe: int, sampler: str = "auto", sigma_min: float = 0.002,
-           sigma_max: float = 80.0, grid: str | Tensor | None = None, cond=None, generator=None, callback=None,
-           **options) -> Tensor:
+def sample(
+    denoiser,
+    noise: Tensor,
+    *,
+    nfe: int,
+    sampler: str = "auto",
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    grid: str | Tensor | None = None,
+    cond=None,
+    generator=None,
+    callback=None,
+    **options,
+) -> Tensor:
     """Generate clean samples (σ = 0) from standard-normal `noise` with at most `nfe` denoiser calls.
 
     The noise is scaled by the grid's first σ (σ_max for every named grid) inside. `options` go to the sampler
     (e.g. eta=…, order=…); see rill.samplers.INFO for each sampler's cost and order.
     """
     if not isinstance(noise, Tensor) or not noise.is_floating_point():
-        raise ValueError(f"noise must be a floating-point tensor of standard normal values, got {type(noise)}")
+        raise ValueError(
+            f"noise must be a floating-point tensor of standard normal values, got {type(noise)}"
+        )
     if not (0 < sigma_min < sigma_max) or not math.isfinite(sigma_max):
-        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        raise ValueError(
+            f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}"
+        )
     name, options, grid_spec = resolve(sampler, nfe, grid, options)
     sigmas = sigmas_for(name, nfe, sigma_min, sigma_max, grid_spec, **options)
     x = noise * float(sigmas[0])
-    return get_sampler(name)(denoiser, x, sigmas, cond=cond, generator=generator, callback=callback, **options)
+    return get_sampler(name)(
+        denoiser, x, sigmas, cond=cond, generator=generator, callback=callback, **options
+    )

@@ -168,6 +168,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     Raises TrainingInterrupted (after saving) on SIGINT/SIGTERM and NonFiniteLossError on a NaN/inf loss.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from tqdm.auto import tqdm
 
     from .data import load_dataset
@@ -176,6 +177,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     ckpt = _resolve_resume(cfg, resume)
     # accelerate runs several CPU processes (gloo, e.g. under torchrun) only when told cpu=True
     on_cpu = cfg.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    AcceleratorState._reset_state()  # a later run in this process may change precision (process group kept)
     acc = Accelerator(cpu=on_cpu, mixed_precision=cfg.mixed_precision)
     if cfg.num_threads:  # after the Accelerator, which may pick its own thread count for CPU processes
         torch.set_num_threads(cfg.num_threads)
@@ -200,17 +202,13 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     halflife = None if cfg.ema_decay is not None else cfg.ema_halflife_images
     ema = EMA(model.net, cfg.ema_decay, halflife, cfg.ema_rampup)
-    noise = torch.Generator().manual_seed(
-        cfg.seed * 1_000_003 + 7919 * (rank + 1)
-    )  # training noise, per process
+    # training noise (σ, n, caption dropout): one CPU generator per process, checkpointed
+    noise = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7919 * (rank + 1))
     step, images_seen, wall_before = 0, 0, 0.0
     if ckpt is not None:
         _restore(ckpt, model, opt, ema, noise, acc)
-        step, images_seen, wall_before = (
-            ckpt.step,
-            int(ckpt.state["images_seen"]),
-            float(ckpt.state["wall_time"]),
-        )
+        step, images_seen = ckpt.step, int(ckpt.state["images_seen"])
+        wall_before = float(ckpt.state["wall_time"])
     log = _RunLog(out, ckpt.step if ckpt else None) if main else None
     objective, opt = acc.prepare(_Objective(model, cfg), opt)
     ema.to(dev)
@@ -286,16 +284,9 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
                 mean = (acc.reduce(mean, "mean") if world > 1 else mean).item()
                 now = time.perf_counter()
                 ips = (step - last_step) * cfg.batch_size / max(now - last_t, 1e-9)
+                row = dict(step=step, loss=repr(mean), lr=repr(lr), images_per_s=f"{ips:.1f}")
                 if main:
-                    log.write(
-                        dict(
-                            step=step,
-                            loss=repr(mean),
-                            lr=repr(lr),
-                            images_per_s=f"{ips:.1f}",
-                            wall_time=f"{wall():.2f}",
-                        )
-                    )
+                    log.write({**row, "wall_time": f"{wall():.2f}"})
                     bar.set_postfix(loss=f"{mean:.4f}", img_s=f"{ips:.0f}")
                 last_t, last_step, losses = now, step, []
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:

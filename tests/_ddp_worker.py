@@ -28,6 +28,7 @@ def main(out: Path) -> None:
     def get(self, step):
         x0, captions, idx = real_get(self, step)
         seen.append(idx.tolist())
+        state["n"] = len(self.dataset)
         return x0, captions, idx
 
     def loss(self, *args, **kw):
@@ -53,7 +54,9 @@ def main(out: Path) -> None:
     final = {f"final.{k}": v.detach().contiguous() for k, v in state["model"].net.state_dict().items()}
     initial = {f"initial.{k}": v.contiguous() for k, v in state["initial"].items()}
     save_file({**final, **initial}, str(out / f"rank{rank}.safetensors"))
-    (out / f"rank{rank}.json").write_text(json.dumps({"seen": seen, "world": int(os.environ["WORLD_SIZE"])}))
+    (out / f"rank{rank}.json").write_text(
+        json.dumps({"seen": seen, "n": state["n"], "world": int(os.environ["WORLD_SIZE"])})
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_two_process_ddp_training(tmp_path):
     # each rank saw its own half of every global batch of 16
     for step, (a, b) in enumerate(zip(logs[0]["seen"], logs[1]["seen"])):
         assert len(a) == len(b) == 8 and not set(a) & set(b)
-        assert a + b == batch_indices(step, 1797, 16, seed=0).tolist()
+        assert a + b == batch_indices(step, logs[0]["n"], 16, seed=0).tolist()
     assert len(logs[0]["seen"]) == 4
     # the checkpoint holds both ranks' training-noise generators (gathered through accelerate)
     ck = load_checkpoint(latest_checkpoint(tmp_path / "run"))

@@ -155,3 +155,20 @@ def test_denoising_strip_records_every_step(model, tmp_path):
         assert im.width == (5 * 9 + 1) * 2  # 4 steps + the final column
     with Image.open(strip.save_gif(tmp_path / "strip.gif", scale=2)) as im:
         assert im.n_frames == 6
+
+
+def test_unconditional_non_image_model_is_not_clamped():
+    from rill.config import ModelConfig as MC
+    from rill.sampling import sample
+
+    # a fresh MLP predicts F = 0, so D(x; σ) = c_skip·x and samples end near σ_data·n: far outside [-1, 1]
+    model = DiffusionModel(
+        MC(net="mlp", net_preset="tiny", shape=(2,), text_encoder=None, sigma_data=3.0)
+    ).eval()
+    out = generate(model, "", n=8, nfe=4, seed=0)
+    assert out.shape == (8, 2) and out.abs().max() > 1
+    gens = [torch.Generator().manual_seed(j) for j in range(8)]
+    noise = torch.stack([torch.randn(2, generator=g) for g in gens])
+    with torch.no_grad():
+        ref = sample(model.denoiser, noise, nfe=4, sigma_min=0.002, sigma_max=80.0, generator=gens)
+    torch.testing.assert_close(out, ref)

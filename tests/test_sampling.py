@@ -39,8 +39,13 @@ def test_call_count_is_the_largest_that_fits(mixture, name, nfe):
             sample(mixture, torch.randn(2, 3), nfe=nfe, sampler=name)
         return
     den = Counting(mixture)
-    out = sample(den, torch.randn(2, 3, dtype=torch.float64), nfe=nfe, sampler=name,
-                 generator=torch.Generator().manual_seed(0))
+    out = sample(
+        den,
+        torch.randn(2, 3, dtype=torch.float64),
+        nfe=nfe,
+        sampler=name,
+        generator=torch.Generator().manual_seed(0),
+    )
     n = steps_for(name, nfe)
     assert den.calls == info.nfe(n, {}) <= nfe
     assert info.nfe(n + 1, {}) > nfe  # one more step would break the budget
@@ -50,9 +55,17 @@ def test_call_count_is_the_largest_that_fits(mixture, name, nfe):
 def test_call_count_with_options(mixture):
     """Options that change the cost (Langevin's corrector steps) are counted."""
     den = Counting(mixture)
-    sample(den, torch.randn(2, 3), nfe=10, sampler="langevin", n_corrector=2,
-           generator=torch.Generator().manual_seed(0))
-    assert den.calls == INFO["langevin"].nfe(steps_for("langevin", 10, {"n_corrector": 2}), {"n_corrector": 2})
+    sample(
+        den,
+        torch.randn(2, 3),
+        nfe=10,
+        sampler="langevin",
+        n_corrector=2,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert den.calls == INFO["langevin"].nfe(
+        steps_for("langevin", 10, {"n_corrector": 2}), {"n_corrector": 2}
+    )
     assert den.calls <= 10
 
 
@@ -76,8 +89,10 @@ def test_auto_beats_euler_on_karras(mixture):
     reference is Heun with 400 steps, accurate to ~1e-6 here)."""
     noise = torch.randn(64, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     ref = sample(mixture, noise, nfe=799, sampler="heun", grid="karras")
-    err = {s: float((sample(mixture, noise, nfe=10, sampler=s, grid=g) - ref).pow(2).mean().sqrt())
-           for s, g in (("auto", None), ("euler", "karras"))}
+    err = {
+        s: float((sample(mixture, noise, nfe=10, sampler=s, grid=g) - ref).pow(2).mean().sqrt())
+        for s, g in (("auto", None), ("euler", "karras"))
+    }
     assert err["auto"] < 0.5 * err["euler"]
 
 
@@ -94,8 +109,14 @@ def test_returns_the_clean_sample():
 def test_noise_is_scaled_by_sigma_max(mixture):
     seen = []
     noise = torch.randn(3, 3, dtype=torch.float64)
-    sample(mixture, noise, nfe=4, sampler="euler", sigma_max=20.0,
-           callback=lambda i, x, s, d: seen.append((i, x.clone(), s)))
+    sample(
+        mixture,
+        noise,
+        nfe=4,
+        sampler="euler",
+        sigma_max=20.0,
+        callback=lambda i, x, s, d: seen.append((i, x.clone(), s)),
+    )
     assert seen[0][2] == pytest.approx(20.0, rel=1e-12)
     torch.testing.assert_close(seen[0][1], noise * 20.0)
 

@@ -63,8 +63,29 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
     ck = load_checkpoint(latest_checkpoint(tmp_path / "b"))
     assert ck.step == 6 and ck.state["images_seen"] == 96
     # resuming from an older checkpoint drops the log rows after it, and the rerun repeats them exactly
-    train(tiny(tmp_path / "b", **drop), resume=tmp_path / "b" / "checkpoints" / "step-00000003", progress=False)
+    train(
+        tiny(tmp_path / "b", **drop), resume=tmp_path / "b" / "checkpoints" / "step-00000003", progress=False
+    )
     assert losses(tmp_path / "b") == la
+
+
+@pytest.mark.parametrize(("objective", "precision"), [("epsilon", "no"), ("v", "bf16")])
+def test_vp_objectives_and_bf16_train_and_load(tmp_path, objective, precision):
+    cfg = tiny(
+        tmp_path,
+        steps=2,
+        checkpoint_every=0,
+        mixed_precision=precision,
+        min_snr_gamma=5.0,
+        **{"model.parametrisation": objective},
+    )
+    model = load_model(train(cfg, progress=False))
+    assert model.config.parametrisation == objective and model.config.sigma_max > 80  # the VP schedule's σ_T
+    assert all(map(torch.isfinite, (torch.tensor(loss) for _, loss in losses(tmp_path))))
+    x0_hat = model.denoiser(
+        torch.randn(3, 1, 8, 8), torch.tensor([0.5, 5.0, 50.0]), model.encode(["1", "2", ""])
+    )
+    assert x0_hat.shape == (3, 1, 8, 8) and torch.isfinite(x0_hat).all()
 
 
 def test_resume_refuses_a_different_run(tmp_path):
@@ -169,7 +190,11 @@ def test_configs_validate_and_dry_run_prints_json(capsys):
         == 0
     )
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["steps"] == 7 and cfg["model"]["net_overrides"] == {"channels": 32} and cfg["data"] == "shapes"
+    assert (
+        cfg["steps"] == 7
+        and cfg["model"]["net_overrides"] == {"num_res_blocks": 1, "channels": 32}
+        and cfg["data"] == "shapes"
+    )
     assert main(["--preset", "small", "--data", "points:moons", "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert (
