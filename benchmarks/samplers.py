@@ -2,10 +2,10 @@
 
     python -m benchmarks.samplers    # ~10 min on 2 busy cores; writes benchmarks/results/samplers.{md,png}
 
-For every NFE (= denoiser calls; Heun spends 2 per step, 1 on its last) and every sampler, from the same noise:
+For every NFE (= denoiser calls; Heun spends 2 per step, 1 on its last) and sampler, from the same noise:
 (a) RMS endpoint error against the exact probability-flow ODE solution (scipy DOP853, rtol 1e-9, in log σ
     from σ_max = 80 to σ_min = 0.002, then the final denoise D(x; σ_min): the end convention of every grid
-    ending [σ_min, 0], rill's and diffusers' alike; DEIS, which stops at σ_min without it, is scored the same);
+    ending [σ_min, 0], rill's and diffusers' alike; DEIS, stopping at σ_min without it, is scored the same);
 (b) sliced 2-Wasserstein distance to fresh true samples, with its noise floor (two independent true sets);
 (c) the sampler's own time per denoiser call with a trivial model (a fixed zero tensor; 1024×64 float32).
 diffusers is driven through benchmarks/_peer.py with the exact model evaluated at the σ its solver uses, on a

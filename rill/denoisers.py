@@ -32,7 +32,7 @@ def score(denoiser: Denoiser, x: Tensor, sigma: float | Tensor, cond: Cond = Non
     return (denoiser(x, s, cond) - x) / append_dims(s, x.ndim) ** 2
 
 
-# --- EDM preconditioning ---------------------------------------------------------------------------------------
+# --- EDM preconditioning --------------------------------------------------------------------------
 class EDMPrecond(nn.Module):
     """D(x; σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ))   (EDM Eq. 7, Table 1).
 
@@ -66,7 +66,7 @@ class EDMPrecond(nn.Module):
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
 
-# --- adapters for networks trained on a discrete VP schedule -------------------------------------------------------
+# --- adapters for networks trained on a discrete VP schedule --------------------------------------
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
 
@@ -80,8 +80,9 @@ class VPAdapter(nn.Module):
     `discrete_t=True` rounds t to the nearest integer timestep (for models that only accept integers).
     """
 
-    def __init__(self, model: Callable, schedule: VPSchedule, prediction: str = "epsilon",
-                 discrete_t: bool = False):
+    def __init__(
+        self, model: Callable, schedule: VPSchedule, prediction: str = "epsilon", discrete_t: bool = False
+    ):
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction type {prediction!r}; choose one of {PREDICTIONS}")
@@ -103,7 +104,7 @@ class VPAdapter(nn.Module):
         return out
 
 
-# --- classifier-free guidance ---------------------------------------------------------------------------------
+# --- classifier-free guidance ---------------------------------------------------------------------
 def _expand_cond(cond: dict[str, Tensor], batch: int) -> dict[str, Tensor]:
     out = {}
     for k, v in cond.items():
@@ -135,8 +136,14 @@ class CFGDenoiser(nn.Module):
     φ·rescaled + (1 − φ)·D_cfg — applied here in x0-space.
     """
 
-    def __init__(self, denoiser: Denoiser, uncond: dict[str, Tensor] | None, scale: float = 1.0,
-                 interval: tuple[float, float] = (0.0, math.inf), rescale: float = 0.0):
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        uncond: dict[str, Tensor] | None,
+        scale: float = 1.0,
+        interval: tuple[float, float] = (0.0, math.inf),
+        rescale: float = 0.0,
+    ):
         super().__init__()
         if not math.isfinite(scale):
             raise ValueError(f"guidance scale must be finite, got {scale}")

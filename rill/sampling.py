@@ -45,8 +45,7 @@ def resolve(
 
 
 def steps_for(sampler: str, nfe: int, options: dict | None = None) -> int:
-    """The largest number of steps n with INFO[sampler].nfe(n) <= nfe; ValueError if even one step is too
-    many."""
+    """The largest number of steps n with INFO[sampler].nfe(n) <= nfe (ValueError if one step is too many)."""
     _check_nfe(nfe)
     get_sampler(sampler)
     info, options = INFO[sampler], options or {}
@@ -56,7 +55,7 @@ def steps_for(sampler: str, nfe: int, options: dict | None = None) -> int:
             f"(one step with options {options}); nfe={nfe} is too small"
         )
     n = 1
-    while info.nfe(n + 1, options) <= nfe:
+    while n < nfe and info.nfe(n + 1, options) <= nfe:  # every sampler makes >= 1 call per step
         n += 1
     return n
 

@@ -16,13 +16,26 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "sigma_to_alpha_bar", "alpha_bar_to_sigma", "sigma_to_logsnr", "logsnr_to_sigma", "vp_betas",
-    "rescale_zero_terminal_snr", "VPSchedule", "LogNormalSigmas", "DiscreteVPSigmas", "karras", "exponential",
-    "logsnr_uniform", "polyexponential", "vp_timesteps", "GRIDS", "make_grid",
+    "sigma_to_alpha_bar",
+    "alpha_bar_to_sigma",
+    "sigma_to_logsnr",
+    "logsnr_to_sigma",
+    "vp_betas",
+    "rescale_zero_terminal_snr",
+    "VPSchedule",
+    "LogNormalSigmas",
+    "DiscreteVPSigmas",
+    "karras",
+    "exponential",
+    "logsnr_uniform",
+    "polyexponential",
+    "vp_timesteps",
+    "GRIDS",
+    "make_grid",
 ]
 
 
-# --- conversions -----------------------------------------------------------------------------------------
+# --- conversions ----------------------------------------------------------------------------------
 def sigma_to_alpha_bar(sigma: Tensor) -> Tensor:
     return 1.0 / (1.0 + sigma**2)
 
@@ -39,9 +52,10 @@ def logsnr_to_sigma(logsnr: Tensor) -> Tensor:
     return torch.exp(-0.5 * logsnr)
 
 
-# --- discrete VP schedules ---------------------------------------------------------------------------------
-def vp_betas(kind: str = "linear", num_timesteps: int = 1000, beta_start: float = 1e-4,
-             beta_end: float = 0.02) -> Tensor:
+# --- discrete VP schedules ------------------------------------------------------------------------
+def vp_betas(
+    kind: str = "linear", num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> Tensor:
     """β_t of a discrete VP ("DDPM") schedule, float64.
 
     linear: Ho et al. 2020;  scaled_linear: Stable Diffusion (linear in sqrt β; pass 0.00085, 0.012);
@@ -77,8 +91,14 @@ class VPSchedule:
     alphas_cumprod: Tensor  # (T,) float64
 
     @classmethod
-    def make(cls, kind: str = "linear", num_timesteps: int = 1000, beta_start: float = 1e-4,
-             beta_end: float = 0.02, zero_terminal_snr: bool = False) -> VPSchedule:
+    def make(
+        cls,
+        kind: str = "linear",
+        num_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        zero_terminal_snr: bool = False,
+    ) -> VPSchedule:
         ac = torch.cumprod(1 - vp_betas(kind, num_timesteps, beta_start, beta_end), 0)
         if zero_terminal_snr:
             ac = rescale_zero_terminal_snr(ac)
@@ -94,7 +114,7 @@ class VPSchedule:
         return alpha_bar_to_sigma(self.alphas_cumprod)
 
     def sigma_to_t(self, sigma: Tensor) -> Tensor:
-        """Continuous timestep for σ, linear in log σ between neighbours (k-diffusion / diffusers convention)."""
+        """Continuous timestep for σ, linear in log σ between neighbours (k-diffusion/diffusers)."""
         log_sigmas = self.sigmas.log().to(sigma.device)
         log_sigma = sigma.to(torch.float64).clamp(min=1e-20).log()
         dists = log_sigma.reshape(-1, 1) - log_sigmas.reshape(1, -1)
@@ -113,7 +133,7 @@ class VPSchedule:
         return ((1 - w) * log_s[lo] + w * log_s[hi]).exp()
 
 
-# --- training noise distributions ----------------------------------------------------------------------------
+# --- training noise distributions -----------------------------------------------------------------
 @dataclass(frozen=True)
 class LogNormalSigmas:
     """EDM training distribution: ln σ ~ N(P_mean, P_std²) (Karras et al. 2022, Table 1)."""
@@ -137,12 +157,14 @@ class DiscreteVPSigmas:
         return self.schedule.sigmas.to(device)[t].float()
 
 
-# --- sampling grids ------------------------------------------------------------------------------------------
+# --- sampling grids -------------------------------------------------------------------------------
 def _check_range(n: int, sigma_min: float, sigma_max: float) -> None:
     if int(n) != n or n < 1:
         raise ValueError(f"number of steps must be a positive integer, got {n!r}")
     if not (0 < sigma_min < sigma_max) or not math.isfinite(sigma_max):
-        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        raise ValueError(
+            f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}"
+        )
 
 
 def _append_zero(s: Tensor) -> Tensor:
@@ -162,7 +184,9 @@ def exponential(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Te
     _check_range(n, sigma_min, sigma_max)
     if n == 1:
         return _append_zero(torch.tensor([sigma_max], dtype=torch.float64))
-    return _append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64).exp())
+    return _append_zero(
+        torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64).exp()
+    )
 
 
 def logsnr_uniform(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Tensor:
@@ -176,14 +200,17 @@ def logsnr_uniform(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) ->
 def polyexponential(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 1.0) -> Tensor:
     """k-diffusion's polyexponential: log σ interpolated with a ramp raised to ρ (ρ = 1: exponential)."""
     _check_range(n, sigma_min, sigma_max)
-    ramp = torch.linspace(1, 0, n, dtype=torch.float64) ** rho if n > 1 else torch.ones(1, dtype=torch.float64)
+    ramp = (
+        torch.linspace(1, 0, n, dtype=torch.float64) ** rho if n > 1 else torch.ones(1, dtype=torch.float64)
+    )
     return _append_zero((ramp * (math.log(sigma_max) - math.log(sigma_min)) + math.log(sigma_min)).exp())
 
 
 def vp_timesteps(n: int, schedule: VPSchedule, spacing: str = "trailing", steps_offset: int = 0) -> Tensor:
     """σ at discrete VP timesteps chosen as diffusers does (Lin et al. 2023, Table 2), then 0.
 
-    leading: t = k·(T//n) + offset;  trailing: t = round(T − k·T/n) − 1;  linspace: round(linspace(0, T−1, n)).
+    leading: t = k·(T//n) + offset;  trailing: t = round(T − k·T/n) − 1;
+    linspace: round(linspace(0, T−1, n)).
     """
     T = schedule.num_timesteps
     if int(n) != n or not 1 <= n <= T:
@@ -200,7 +227,12 @@ def vp_timesteps(n: int, schedule: VPSchedule, spacing: str = "trailing", steps_
     return _append_zero(schedule.sigmas[torch.from_numpy(t)])
 
 
-GRIDS = {"karras": karras, "exponential": exponential, "logsnr": logsnr_uniform, "polyexponential": polyexponential}
+GRIDS = {
+    "karras": karras,
+    "exponential": exponential,
+    "logsnr": logsnr_uniform,
+    "polyexponential": polyexponential,
+}
 
 
 def make_grid(name: str, n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, **kw) -> Tensor:

@@ -1,6 +1,7 @@
 """An exact Gaussian mixture: the one model whose denoiser, score and noised density are known in closed form.
 
-p0(x0) = Σ_k w_k N(x0; μ_k, diag(s_k²)).  Adding σ-noise gives p_σ(x) = Σ_k w_k N(x; μ_k, diag(s_k² + σ²)), and
+p0(x0) = Σ_k w_k N(x0; μ_k, diag(s_k²)).  Adding σ-noise gives
+p_σ(x) = Σ_k w_k N(x; μ_k, diag(s_k² + σ²)), and
 by Tweedie / Gaussian conditioning the exact denoiser is
     D(x; σ) = Σ_k r_k(x) [μ_k + s_k² / (s_k² + σ²) · (x − μ_k)],   r_k(x) ∝ w_k N(x; μ_k, s_k² + σ²).
 Used by tests (exact answers), benchmarks (exact PF-ODE references) and the 2D pictures.
@@ -30,7 +31,9 @@ class GaussianMixture:
         self.stds = torch.as_tensor(self.stds, dtype=torch.float64).expand(k, d).clone()
         self.weights = torch.as_tensor(self.weights, dtype=torch.float64)
         if self.weights.shape != (k,) or (self.weights < 0).any():
-            raise ValueError(f"weights must be {k} non-negative numbers, got shape {tuple(self.weights.shape)}")
+            raise ValueError(
+                f"weights must be {k} non-negative numbers, got shape {tuple(self.weights.shape)}"
+            )
         if (self.stds < 0).any():
             raise ValueError("stds must be non-negative")
         self.weights = self.weights / self.weights.sum()
@@ -39,9 +42,16 @@ class GaussianMixture:
             raise ValueError(f"event_shape {self.event_shape} does not hold {d} values")
 
     @classmethod
-    def random(cls, dim: int, components: int, std_range: tuple[float, float] = (0.03, 0.25),
-               seed: int = 0, scale: float = 1.0, event_shape: tuple[int, ...] | None = None) -> GaussianMixture:
-        """Random well-separated-ish mixture: means ~ N(0, scale²/d·…) on a sphere of radius ~scale·sqrt(d)/2."""
+    def random(
+        cls,
+        dim: int,
+        components: int,
+        std_range: tuple[float, float] = (0.03, 0.25),
+        seed: int = 0,
+        scale: float = 1.0,
+        event_shape: tuple[int, ...] | None = None,
+    ) -> GaussianMixture:
+        """A random mixture: means ~ N(0, (scale/2)² I), per-dimension stds drawn around std_range."""
         g = torch.Generator().manual_seed(seed)
         means = torch.randn(components, dim, generator=g, dtype=torch.float64) * scale * 0.5
         lo, hi = std_range
@@ -56,8 +66,10 @@ class GaussianMixture:
 
     def _flat(self, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.event_shape:
-            raise ValueError(f"expected samples of shape (B, {', '.join(map(str, self.event_shape))}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected samples of shape (B, {', '.join(map(str, self.event_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
         return x.reshape(x.shape[0], -1).to(torch.float64)
 
     def _log_resp(self, xf: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:

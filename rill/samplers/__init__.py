@@ -34,7 +34,9 @@ SAMPLERS = {
 
 _one = one_call_per_step
 INFO = {
-    "ddpm": SamplerInfo("ddpm", 1, True, _one, "DDPM ancestral sampling (Ho et al. 2020); the 1000-step baseline"),
+    "ddpm": SamplerInfo(
+        "ddpm", 1, True, _one, "DDPM ancestral sampling (Ho et al. 2020); the 1000-step baseline"
+    ),
     "ddim": SamplerInfo("ddim", 1, False, _one, "DDIM with η (Song et al. 2021); η = 0 is deterministic"),
     "euler": SamplerInfo("euler", 1, False, _one, "Euler on the probability-flow ODE (Karras et al. 2022)"),
     "euler_ancestral": SamplerInfo("euler_ancestral", 1, True, _one, "Euler step + fresh noise"),
@@ -44,8 +46,13 @@ INFO = {
     "dpmpp_2m_sde": SamplerInfo("dpmpp_2m_sde", 1, True, _one, "DPM-Solver++(2M) SDE"),
     "unipc": SamplerInfo("unipc", 3, False, _one, "UniPC bh2, predictor-corrector (Zhao et al. 2023)"),
     "ipndm": SamplerInfo("ipndm", 4, False, _one, "improved PNDM (Zhang & Chen 2023), order up to 4"),
-    "langevin": SamplerInfo("langevin", 1, True, langevin_nfe,
-                            "annealed Langevin predictor-corrector (Song et al. 2021, Alg. 1 / 4)"),
+    "langevin": SamplerInfo(
+        "langevin",
+        1,
+        True,
+        langevin_nfe,
+        "annealed Langevin predictor-corrector (Song et al. 2021, Alg. 1 / 4)",
+    ),
 }
 
 

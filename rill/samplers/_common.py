@@ -17,18 +17,24 @@ Callback = Callable[[int, Tensor, float, Tensor], None] | None
 def check_inputs(x: Tensor, sigmas: Tensor) -> list[float]:
     """Validate a σ grid (1-D, finite, strictly decreasing, ending in 0) and x; return σ as Python floats."""
     if not isinstance(sigmas, Tensor) or sigmas.ndim != 1 or sigmas.numel() < 2:
-        raise ValueError("sigmas must be a 1-D tensor with at least 2 entries (σ_max, …, 0); "
-                         f"got {type(sigmas).__name__} of shape {getattr(sigmas, 'shape', None)}")
+        raise ValueError(
+            "sigmas must be a 1-D tensor with at least 2 entries (σ_max, …, 0); "
+            f"got {type(sigmas).__name__} of shape {getattr(sigmas, 'shape', None)}"
+        )
     s = sigmas.detach().to("cpu", torch.float64)
     if not torch.isfinite(s).all():
         raise ValueError(f"sigmas must be finite; got {s.tolist()}")
     if s[-1] != 0:
-        raise ValueError(f"sigmas must end in 0 (the clean sample); the last entry is {s[-1].item():g}. "
-                         "Build grids with rill.schedules (they append the 0).")
+        raise ValueError(
+            f"sigmas must end in 0 (the clean sample); the last entry is {s[-1].item():g}. "
+            "Build grids with rill.schedules (they append the 0)."
+        )
     if not (s[:-1] > s[1:]).all():
         bad = int(torch.nonzero(s[:-1] <= s[1:])[0])
-        raise ValueError(f"sigmas must be strictly decreasing; sigmas[{bad}]={s[bad]:g} <= "
-                         f"sigmas[{bad + 1}]={s[bad + 1]:g}")
+        raise ValueError(
+            f"sigmas must be strictly decreasing; sigmas[{bad}]={s[bad]:g} <= "
+            f"sigmas[{bad + 1}]={s[bad + 1]:g}"
+        )
     if not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
     if not torch.isfinite(x).all():
@@ -46,8 +52,9 @@ def noise_like(x: Tensor, generator: Generator) -> Tensor:
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x.device)
     if len(generator) != x.shape[0]:
         raise ValueError(f"got {len(generator)} generators for a batch of {x.shape[0]}; pass one per sample")
-    return torch.stack([torch.randn(x.shape[1:], generator=g, dtype=x.dtype, device=g.device)
-                        for g in generator]).to(x.device)
+    return torch.stack(
+        [torch.randn(x.shape[1:], generator=g, dtype=x.dtype, device=g.device) for g in generator]
+    ).to(x.device)
 
 
 def denoise(denoiser, x: Tensor, sigma: float, cond) -> Tensor:

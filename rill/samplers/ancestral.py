@@ -11,8 +11,16 @@ from torch import Tensor
 from ._common import Callback, Generator, ancestral_sigmas, check_inputs, denoise, noise_like, to_d
 
 
-def _ancestral_loop(denoiser, x: Tensor, sigmas: Tensor, cond, generator: Generator, callback: Callback,
-                    eta: float, s_noise: float = 1.0) -> Tensor:
+def _ancestral_loop(
+    denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    cond,
+    generator: Generator,
+    callback: Callback,
+    eta: float,
+    s_noise: float = 1.0,
+) -> Tensor:
     s = check_inputs(x, sigmas)
     for i in range(len(s) - 1):
         denoised = denoise(denoiser, x, s[i], cond)
@@ -26,8 +34,9 @@ def _ancestral_loop(denoiser, x: Tensor, sigmas: Tensor, cond, generator: Genera
     return x
 
 
-def sample_euler(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None,
-                 callback: Callback = None) -> Tensor:
+def sample_euler(
+    denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None, callback: Callback = None
+) -> Tensor:
     """Euler's method on dx/dσ = (x − D(x; σ))/σ (EDM Eq. 3; Karras et al. 2022, Alg. 1 without churn)."""
     s = check_inputs(x, sigmas)
     for i in range(len(s) - 1):
@@ -38,27 +47,53 @@ def sample_euler(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: G
     return x
 
 
-def sample_ddim(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None,
-                callback: Callback = None, eta: float = 0.0) -> Tensor:
+def sample_ddim(
+    denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond=None,
+    generator: Generator = None,
+    callback: Callback = None,
+    eta: float = 0.0,
+) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12) in σ-space: x' = x̂0 + σ_down·ε̂ + σ_up·z with ε̂ = (x − x̂0)/σ."""
     if eta < 0:
         raise ValueError(f"ddim: eta must be >= 0, got {eta}")
     return _ancestral_loop(denoiser, x, sigmas, cond, generator, callback, eta)
 
 
-def sample_euler_ancestral(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None,
-                           callback: Callback = None, eta: float = 1.0, s_noise: float = 1.0) -> Tensor:
+def sample_euler_ancestral(
+    denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond=None,
+    generator: Generator = None,
+    callback: Callback = None,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+) -> Tensor:
     """Euler step to σ_down plus σ_up fresh noise (k-diffusion's sample_euler_ancestral)."""
     return _ancestral_loop(denoiser, x, sigmas, cond, generator, callback, eta, s_noise)
 
 
-def sample_ddpm(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None,
-                callback: Callback = None, variance: str = "small") -> Tensor:
+def sample_ddpm(
+    denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond=None,
+    generator: Generator = None,
+    callback: Callback = None,
+    variance: str = "small",
+) -> Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Alg. 2) in σ-space; meant for the 1000-step VP grid.
 
     Mean: the posterior mean μ̃(x_t, x̂0) = x̂0 + (σ'²/σ²)(x − x̂0) (Eq. 7 in VE coordinates).
     variance="small": posterior variance β̃ (diffusers' fixed_small) — identical to DDIM with η = 1;
-    variance="large": β_t (Ho et al.'s other choice), in VE coordinates β_t·(1 + σ'²), β_t = (σ² − σ'²)/(1 + σ²).
+    variance="large": β_t (Ho et al.'s other choice); in VE coordinates the noise variance is β_t·(1 + σ'²),
+    with β_t = (σ² − σ'²)/(1 + σ²).
     """
     if variance == "small":
         return _ancestral_loop(denoiser, x, sigmas, cond, generator, callback, eta=1.0)

@@ -11,9 +11,19 @@ def heun_nfe(n: int, opts: dict) -> int:
     return 2 * n - 1  # the last step, to σ = 0, is an Euler step (Alg. 2, line 9)
 
 
-def sample_heun(denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None,
-                callback: Callback = None, s_churn: float = 0.0, s_tmin: float = 0.0,
-                s_tmax: float = float("inf"), s_noise: float = 1.0) -> Tensor:
+def sample_heun(
+    denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond=None,
+    generator: Generator = None,
+    callback: Callback = None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+) -> Tensor:
     """EDM Alg. 2: optional churn σ̂ = σ(1 + γ), then an Euler step and a trapezoidal correction."""
     s = check_inputs(x, sigmas)
     n = len(s) - 1
