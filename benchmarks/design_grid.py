@@ -86,13 +86,22 @@ def karras_knots(n: int, rho: float = 7.0) -> np.ndarray:
     return np.log(SIGMA_MAX / s) / math.log(SIGMA_MAX / SIGMA_MIN)
 
 
-def optimise(n: int, sampler: str, data, options: dict, starts: list[np.ndarray], maxfev: int = 600):
-    """Nelder–Mead on θ from each start (keeping the best); returns (knots, loss)."""
+def stretch(knots: tuple[float, ...], n: int) -> np.ndarray:
+    """An m-step knot row stretched to n steps (linear in (k/(n − 1), u)), without u_0."""
+    ref = np.array([0.0, *knots])
+    return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(ref)), ref)[1:]
+
+
+def optimise(
+    n: int, sampler: str, data, options: dict, starts: list[np.ndarray], maxfev: int = 600, restarts: int = 0
+):
+    """Nelder–Mead on θ from each start, then `restarts` more runs from the best point with a fresh simplex
+    (a collapsed simplex stalls NM); returns (knots, loss)."""
     best_u, best = None, math.inf
-    for u0 in starts:
+    for u0 in [*starts, *([None] * restarts)]:
         res = minimize(
             lambda th: loss(knots_from_params(th), sampler, data, options),
-            params_from_knots(u0),
+            params_from_knots(best_u if u0 is None else u0),
             method="Nelder-Mead",
             options={"maxfev": maxfev, "xatol": 1e-3, "fatol": 1e-7},
         )
@@ -109,7 +118,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--options", default='{"order": 3, "variant": "bh1"}', help="sampler options (JSON)")
     p.add_argument("--steps", type=int, nargs="+", default=list(range(2, 11)), help="grid sizes n to design")
     p.add_argument("--samples", type=int, default=128, help="noise draws per training mixture")
-    p.add_argument("--evals", type=int, default=120, help="Nelder–Mead evaluations per knot per start")
+    p.add_argument("--evals", type=int, default=100, help="Nelder–Mead evaluations per knot per start")
+    p.add_argument("--restarts", type=int, default=0, help="extra Nelder–Mead runs from the best point")
+    p.add_argument(
+        "--warm-from-table",
+        action="store_true",
+        help="also start from rill.grids.KNOTS: the stored n, the largest stored n' < n and n' = ⌈n/2⌉ stretched",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     options = json.loads(args.options)
@@ -120,9 +135,14 @@ def main(argv: list[str] | None = None) -> None:
     for n in sorted(args.steps):
         starts = [karras_knots(n), np.linspace(0, 0.7, n)[1:]]
         if n - 1 in table and n > 2:  # warm start: the previous entry stretched to n knots
-            prev = np.array([0.0, *table[n - 1]])
-            starts.append(np.interp(np.linspace(0, 1, n), np.linspace(0, 1, n - 1), prev)[1:])
-        u, err = optimise(n, args.sampler, data, options, starts, maxfev=args.evals * (n - 1))
+            starts.append(stretch(table[n - 1], n))
+        if args.warm_from_table:  # refine the stored table (coarse-to-fine: also the half-size grid stretched)
+            from rill.grids import KNOTS
+
+            smaller = [m for m in KNOTS if 1 < m < n]
+            for m in {n, max(smaller, default=0), (n + 1) // 2} & set(KNOTS) - {1}:
+                starts.append(np.array(KNOTS[m]) if m == n else stretch(KNOTS[m], n))
+        u, err = optimise(n, args.sampler, data, options, starts, args.evals * (n - 1), args.restarts)
         table[n] = tuple(round(float(v), 4) for v in u)
         err_k = loss(karras_knots(n), args.sampler, data, options)
         print(

@@ -7,9 +7,9 @@ an empty folder; the parent polls the folder every 5 ms and records when the fir
 process exits, and the CPU seconds it used. CPU seconds are reported because the machine this was written on
 is shared: wall time there depends on the other users, CPU time much less.
 
-Then one instrumented child splits the work into stages (wall and CPU each) and measures a what-if: the same
-MiniLM embeddings computed with `tokenizers` + `safetensors` + a plain-torch BERT forward (no transformers
-import), checked against rill.text.HFTextEncoder. Prints a table and writes benchmarks/results/first_image.md.
+Then one instrumented child splits the work into stages (wall and CPU each), and one more compares the two
+ways to load MiniLM: rill.minilm's plain-torch BERT (`tokenizers` + `safetensors`, what `rill generate` uses)
+and transformers' AutoModel (the fallback). Prints a table and writes benchmarks/results/first_image.md.
 """
 
 from __future__ import annotations
@@ -39,56 +39,30 @@ import torch; mark("import torch")
 import rill.cli; threads = rill.cli.set_threads()
 import rill.explain, rill.generate, rill.model, rill.sampling; mark("import rill modules")
 model = rill.model.load_model(rill.cli.bundled_path("digits")); mark("load the digits model")
-import transformers; from transformers import AutoTokenizer; mark("import transformers + AutoTokenizer")
-import transformers.modeling_utils; mark("import transformers.modeling_utils (AutoModel)")
 enc = model.text_encoder; mark("load MiniLM (tokenizer + weights)")
 model.encode([sys.argv[2], ""]); mark("encode the prompt and ''")
 images = rill.generate.generate(model, sys.argv[2], n=4, nfe=16, seed=0); mark("sample 4 images, 16 NFE")
 rill.explain.save_png(images[0], sys.argv[1]); mark("write the first PNG")
-print(json.dumps({"threads": threads, "marks": marks}))
+print(json.dumps({"threads": threads, "marks": marks, "transformers": "transformers" in sys.modules}))
 """
 
-# What-if: all-MiniLM-L6-v2 token embeddings without importing transformers (BERT, Devlin et al. 2019: post-LN
-# encoder layers; attention softmax(QKᵀ/√d)V with padding masked; GELU MLP).
-WHAT_IF = r"""
+# MiniLM both ways in one child: plain torch first (transformers not yet imported), then transformers.
+MINILM_PATHS = r"""
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
 import torch
-import torch.nn.functional as F
-t1, c1 = time.perf_counter(), time.process_time()
-from safetensors.torch import load_file
-from tokenizers import Tokenizer
-from rill.text import minilm_path
-folder = minilm_path()
-cfg = json.load(open(f"{folder}/config.json"))
-w = load_file(f"{folder}/model.safetensors")
-tok = Tokenizer.from_file(f"{folder}/tokenizer.json")
-tok.enable_truncation(32)
-tok.enable_padding(length=32, pad_id=cfg["pad_token_id"])
-prompts = [sys.argv[1], ""]
-with torch.no_grad():
-    enc = tok.encode_batch(prompts)
-    ids, mask = torch.tensor([e.ids for e in enc]), torch.tensor([e.attention_mask for e in enc]).bool()
-    B, L, D, nh, eps = *ids.shape, cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"]
-    ln = lambda x, p: F.layer_norm(x, (D,), w[p + ".weight"], w[p + ".bias"], eps)
-    h = ln(w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:L]
-           + w["embeddings.token_type_embeddings.weight"][torch.zeros_like(ids)], "embeddings.LayerNorm")
-    bias = torch.zeros(B, 1, 1, L).masked_fill(~mask[:, None, None, :], torch.finfo(h.dtype).min)
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"encoder.layer.{i}."
-        lin = lambda x, n: F.linear(x, w[p + n + ".weight"], w[p + n + ".bias"])
-        q, k, v = (lin(h, f"attention.self.{n}").view(B, L, nh, D // nh).transpose(1, 2)
-                   for n in ("query", "key", "value"))
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2).reshape(B, L, D)
-        h = ln(lin(a, "attention.output.dense") + h, p + "attention.output.LayerNorm")
-        h = ln(lin(F.gelu(lin(h, "intermediate.dense")), "output.dense") + h, p + "output.LayerNorm")
-    tokens = h * mask[..., None]
-t2, c2 = time.perf_counter(), time.process_time()
-from rill.text import HFTextEncoder
-ref = HFTextEncoder("minilm").encode(prompts)
-print(json.dumps({"torch": [t1 - t0, c1 - c0], "plain": [t2 - t1, c2 - c1],
-                  "max_abs_diff": float((ref["tokens"] - tokens).abs().max()),
-                  "mask_equal": bool(torch.equal(ref["mask"], mask))}))
+from rill.text import HFTextEncoder, minilm_path
+torch.set_num_threads(1)
+times, outs = {"torch": [time.perf_counter() - t0, time.process_time() - c0]}, {}
+for key, name in (("plain", "minilm"), ("transformers", minilm_path())):
+    t1, c1 = time.perf_counter(), time.process_time()
+    enc = HFTextEncoder(name)
+    outs[key] = enc.encode([sys.argv[1], ""])
+    times[key] = [time.perf_counter() - t1, time.process_time() - c1]
+    times[key + "_class"] = type(enc.model).__name__
+a, b = outs["plain"], outs["transformers"]
+diff = max(float((a[k] - b[k]).abs().max()) for k in ("tokens", "pooled"))
+print(json.dumps({**times, "max_abs_diff": diff, "mask_equal": bool(torch.equal(a["mask"], b["mask"]))}))
 """
 
 
@@ -139,10 +113,10 @@ def main() -> None:
     runs = [one_run(env) for _ in range(args.runs)]
     with tempfile.TemporaryDirectory() as tmp:
         st = run_json(STAGES, str(Path(tmp) / "x.png"), PROMPT, env=env)
-    what_if = run_json(WHAT_IF, PROMPT, env=env)
+    paths = run_json(MINILM_PATHS, PROMPT, env=env)
     load_after = os.getloadavg()[0]
 
-    hf = sum(c for name, _, c in st["marks"] if "transformers" in name or "MiniLM" in name)
+    text_cpu = sum(c for name, _, c in st["marks"] if "MiniLM" in name)
     lines = [
         "# Time to first image",
         "",
@@ -168,22 +142,26 @@ def main() -> None:
     lines += [f"| {name} | {w:.2f} s | {c:.2f} s |" for name, w, c in st["marks"]]
     lines += [
         "",
-        f"transformers (imports + MiniLM through AutoModel) takes {hf:.2f} CPU s of the "
-        f"{sum(c for _, _, c in st['marks']):.2f} above.",
+        f"Loading MiniLM takes {text_cpu:.2f} CPU s of the {sum(c for _, _, c in st['marks']):.2f} above; "
+        f"transformers imported: {st['transformers']}.",
         "",
-        "## What-if: MiniLM without transformers",
+        "## MiniLM: plain torch vs transformers",
         "",
-        "The same all-MiniLM-L6-v2 token embeddings from `tokenizers` + `safetensors` + a plain-torch BERT",
-        "forward (the WHAT_IF snippet in this script), checked against `rill.text.HFTextEncoder`:",
+        "`HFTextEncoder('minilm')` runs rill.minilm's plain-torch BERT (`tokenizers` + `safetensors`); the",
+        "same folder passed as a path goes through transformers' AutoTokenizer + AutoModel. One child",
+        "process, plain torch first (so it cannot reuse transformers' imports):",
         "",
         "| | wall | CPU |",
         "|---|---|---|",
-        f"| import torch | {what_if['torch'][0]:.2f} s | {what_if['torch'][1]:.2f} s |",
-        f"| load tokenizer + weights, encode 2 prompts | {what_if['plain'][0]:.2f} s | "
-        f"{what_if['plain'][1]:.2f} s |",
+        f"| import torch + rill.text | {paths['torch'][0]:.2f} s | {paths['torch'][1]:.2f} s |",
+    ]
+    for key in ("plain", "transformers"):
+        w, c = paths[key]
+        lines.append(f"| {key} ({paths[key + '_class']}): load + encode 2 prompts | {w:.2f} s | {c:.2f} s |")
+    lines += [
         "",
-        f"max |difference| of the token embeddings vs HFTextEncoder: {what_if['max_abs_diff']:.2e}; "
-        f"masks equal: {what_if['mask_equal']}.",
+        f"max |difference| of tokens and pooled between the two: {paths['max_abs_diff']:.2e}; "
+        f"masks equal: {paths['mask_equal']}.",
         "",
     ]
     text = "\n".join(lines)

@@ -122,6 +122,7 @@ RILL = [  # (label, sampler, options); every deterministic rill sampler, each on
     ("dpmpp_3m", "dpmpp_3m", {}),
     ("unipc", "unipc", {}),
     ("unipc(order=3)", "unipc", {"order": 3}),
+    ("unipc(order=3, bh1)", "unipc", {"order": 3, "variant": "bh1"}),
     ("ipndm", "ipndm", {}),
 ]
 PEERS = [  # (label, _peer kind, scheduler config); "logsnr" = default spacing on the log-uniform σ table

@@ -1,11 +1,12 @@
 """Measure a shapes model's prompt adherence with rill's programmatic checker (rill.eval.shapes_check):
 colour, shape, size and position (or relation) read back from the pixels and compared with the prompt.
 
-    python recipes/check_shapes.py [MODEL.safetensors | bundled name] [--n 100] [--guidance 3] [--nfe 25]
+    python recipes/check_shapes.py [MODEL.safetensors | bundled name] [--n 100] [--guidance 1 2 3] [--nfe 25]
 
 Prompts are the captions of N fresh scenes of the shapes "train" split (seen colour/shape pairs) and of the
 "heldout" split (pairs never seen in training), reported separately, for one-shape and two-shape prompts; the
-issue's target is "colour_and_shape" (both right for every object). Prints one JSON line.
+issue's target is "colour_and_shape" (both right for every object). Prints one JSON line per guidance scale
+(the same prompts and seeds for every scale).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", nargs="?", default="shapes", help="a .safetensors file or a bundled model name")
     p.add_argument("--n", type=int, default=100, help="prompts from each split")
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, nargs="+", default=[3.0], help="one or more scales to sweep")
     p.add_argument("--nfe", type=int, default=25)
     p.add_argument("--sampler", default="auto")
     p.add_argument("--seed", type=int, default=1000)
@@ -64,35 +65,40 @@ def main() -> None:
     from rill.model import bundled_model, load_model
 
     model = load_model(args.model) if args.model.endswith(".safetensors") else bundled_model(args.model)
-    out = {"model": args.model, "guidance": args.guidance, "nfe": args.nfe, "sampler": args.sampler}
-    t0 = time.perf_counter()
+    splits = {}
     for split in ("train", "heldout"):
         ds = load_dataset("shapes", split=split, seed=12345)  # scenes the model was not trained on
-        prompts = [ds.caption(i) for i in range(args.n)]
-        # one prompt per call with its own seed: every image has its own starting noise
-        images = torch.cat(
-            [
-                generate(
-                    model,
-                    [pr],
-                    n=1,
-                    nfe=args.nfe,
-                    sampler=args.sampler,
-                    guidance=args.guidance,
-                    seed=args.seed + i,
-                    device="cpu",
-                )
-                for i, pr in enumerate(prompts)
-            ]
-        )
-        if args.grid and split == "train":
-            from rill.explain import save_grid
+        splits[split] = [ds.caption(i) for i in range(args.n)]
+    for guidance in args.guidance:
+        out = {"model": args.model, "guidance": guidance, "nfe": args.nfe, "sampler": args.sampler}
+        t0 = time.perf_counter()
+        for split, prompts in splits.items():
+            # one prompt per call with its own seed: every image has its own starting noise
+            images = torch.cat(
+                [
+                    generate(
+                        model,
+                        [pr],
+                        n=1,
+                        nfe=args.nfe,
+                        sampler=args.sampler,
+                        guidance=guidance,
+                        seed=args.seed + i,
+                        device="cpu",
+                    )
+                    for i, pr in enumerate(prompts)
+                ]
+            )
+            if args.grid and split == "train":
+                from rill.explain import save_grid
 
-            save_grid(images[:64], args.grid, nrow=8, scale=3)
-        rows = [check_image(img, pr) for img, pr in zip(images, prompts)]
-        out[split] = _summary(rows, prompts)
-    out["generation_seconds"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(out))
+                stem, ext = os.path.splitext(args.grid)
+                path = args.grid if len(args.guidance) == 1 else f"{stem}_g{guidance:g}{ext or '.png'}"
+                save_grid(images[:64], path, nrow=8, scale=3)
+            rows = [check_image(img, pr) for img, pr in zip(images, prompts)]
+            out[split] = _summary(rows, prompts)
+        out["generation_seconds"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
