@@ -321,6 +321,15 @@ def write_markdown(res: dict, path: Path) -> None:
         + f". Target: >= 1.5x. Load average during the run: {res['load']}.",
         "",
     ]
+    best = {
+        name: min((row[name]["fd"], g) for g, row in res["evals"].items()) for name in ("rill", "diffusers")
+    }
+    (fd_r, w_r), (fd_d, w_d) = best["rill"], best["diffusers"]
+    lines += [
+        f"Each at its best evaluated guidance: rill FD {fd_r:.2f} (w={w_r}), diffusers {fd_d:.2f} (w={w_d}): "
+        f"ratio {fd_d / fd_r:.2f}x.",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
@@ -345,7 +354,15 @@ def main(argv: list[str] | None = None) -> int:
         "--work", default="/tmp/rill-peer", help="scratch folder for rill.train (sequential mode)"
     )
     ap.add_argument("--out", default=str(RESULTS / "train_vs_diffusers.md"))
+    ap.add_argument(
+        "--rewrite", action="store_true", help="only re-render the .md from the .json of a past run"
+    )
     args = ap.parse_args(argv)
+    if args.rewrite:
+        out = Path(args.out)
+        write_markdown(json.loads(out.with_suffix(".json").read_text()), out)
+        print(out.read_text())
+        return 0
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rill.evaluate import evaluate_model

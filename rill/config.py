@@ -195,7 +195,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         data="shapes", steps=20_000, batch_size=128, lr=2e-3, warmup_steps=200, ema_halflife_images=50_000,
         sample_every=1000, checkpoint_every=250, out_dir="runs/shapes",
         model=dict(net="unet2d", net_preset="small", shape=(3, 32, 32), text_encoder="minilm", dataset="shapes",
-                   net_overrides={"patch_size": 4, "channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1,
+                   net_overrides={"patch_size": 4, "channels": 48, "channel_mult": (1, 2), "num_res_blocks": 1,
                                   "attn_resolutions": (), "cross_attn_resolutions": (8, 4)},
                    guidance=3.0),
     ),

@@ -112,15 +112,73 @@ def _embed(path: Path, drop_title: bool = True) -> list[str]:
         shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         return [f"_Not run yet: `{shown}` is missing._", ""]
     lines = path.read_text().splitlines()
-    return [*(lines[1:] if drop_title and lines and lines[0].startswith("# ") else lines), ""]
+    lines = lines[1:] if drop_title and lines and lines[0].startswith("# ") else lines
+    return [("#" + line if line.startswith("## ") else line) for line in lines] + [""]  # nest under our H2
+
+
+def _training_steps(checkpoint: str | None) -> str:
+    """Training steps recorded in a model file ("bundled:NAME" or a path), for the table; "?" if unknown."""
+    from rill.model import read_safetensors
+
+    try:
+        if checkpoint and checkpoint.startswith("bundled:"):
+            from importlib import resources
+
+            path = resources.files("rill") / "assets" / f"{checkpoint.split(':', 1)[1]}.safetensors"
+        else:
+            path = Path(checkpoint or "")
+        info = json.loads(read_safetensors(path)[1].get("rill.info", "{}"))
+        return str(info.get("step", "?"))
+    except (OSError, ValueError):
+        return "?"
+
+
+def _summary(evals: dict[str, Any], sweeps: dict[str, Any] | None) -> list[str]:
+    """Findings computed from the numbers (so that they stay true when the numbers change)."""
+    out = []
+    for name, r in evals.items():
+        if r:
+            out.append(
+                f"- **{name}** (bundled, {_training_steps(r.get('checkpoint'))} training steps): FD "
+                f"{r['fd']:.2f} against a real-vs-real floor of {r['fd_real_floor']:.2f}; prompt adherence "
+                f"{_pct(r.get('adherence'))} (real images: {_pct(r.get('adherence_real'))})"
+                + (
+                    f", held-out pairs {_pct(r['adherence_heldout'])}"
+                    if r.get("adherence_heldout") is not None
+                    else ""
+                )
+                + "."
+            )
+    for name, res in (sweeps or {}).get("models", {}).items():
+        g = res.get("guidance") or []
+        if g:
+            best = min(g, key=lambda r: r["fd"])
+            out.append(
+                f"- {name}: the lowest FD of the guidance sweep is at w = {best['guidance']:g} "
+                f"({best['fd']:.2f}, adherence {_pct(best['adherence'])}); the model's default is "
+                f"w = {res['default_guidance']:g}."
+            )
+        for nfe in sorted({int(k) for rows in res["nfe"].values() for k in rows}):
+            cells = {s: rows.get(str(nfe), rows.get(nfe)) for s, rows in res["nfe"].items()}
+            cells = {s: c["fd"] for s, c in cells.items() if c}
+            if cells:
+                s_best = min(cells, key=cells.get)
+                out.append(
+                    f"  - {name} at NFE {nfe}: best sampler {s_best} (FD {cells[s_best]:.2f}), worst "
+                    f"{max(cells, key=cells.get)} (FD {max(cells.values()):.2f})."
+                )
+    return out + [""] if out else []
 
 
 def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
     results, doc = Path(results), Path(doc)
     rel = Path("..") / results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
     L = INTRO.splitlines()
-    L += ["## Bundled models", ""]
     evals = {name: _load(results / f"eval_{name}.json") for name in ("digits", "shapes")}
+    summary = _summary(evals, _load(results / "eval_sweeps.json"))
+    if summary:
+        L += ["## Summary (computed from the tables below)", "", *summary]
+    L += ["## Bundled models", ""]
     if not any(evals.values()):
         L += ["_Not run yet (`python -m rill.evaluate report`)._", ""]
     else:
