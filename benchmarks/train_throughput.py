@@ -29,10 +29,24 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_vs_diffusers import peer_unet  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-CASES = {  # name: (rill preset, diffusers widths, shape, batch)
-    "digits": ("digits", (24, 48), (1, 8, 8), 128),
-    "shapes": ("shapes", (32, 64, 64), (3, 32, 32), 32),
+CASES = {  # name: (rill preset, candidate diffusers widths, shape, batch)
+    "digits": ("digits", [(16, 32), (24, 48), (32, 64), (48, 96)], (1, 8, 8), 128),
+    "shapes": (
+        "shapes",
+        [(24, 48, 48), (32, 48, 64), (32, 64, 64), (48, 96, 96), (64, 128, 128)],
+        (3, 32, 32),
+        32,
+    ),
 }
+
+
+def closest_widths(case: str, target: int) -> tuple[int, ...]:
+    """The candidate diffusers widths whose parameter count is closest to rill's (presets change)."""
+    _, candidates, shape, _ = CASES[case]
+    sizes = {w: sum(p.numel() for p in peer_unet(shape[-1], shape[0], w).parameters()) for w in candidates}
+    return min(sizes, key=lambda w: abs(sizes[w] - target))
+
+
 TOKENS = 16  # text tokens per caption (MiniLM width 384)
 
 
@@ -59,13 +73,16 @@ def _rill_step(case: str, batch: int):
         loss.backward()
         opt.step()
 
+    step.describe = ", ".join(
+        f"{k}={model.config.net_overrides.get(k)}" for k in ("channels", "channel_mult", "patch_size")
+    )
     return step, sum(p.numel() for p in model.net.parameters())
 
 
-def _peer_step(case: str, batch: int):
+def _peer_step(case: str, batch: int, widths: tuple[int, ...]):
     from diffusers import DDPMScheduler
 
-    _, widths, shape, _ = CASES[case]
+    shape = CASES[case][2]
     unet = peer_unet(shape[-1], shape[0], widths).train()
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
@@ -90,7 +107,9 @@ def _peer_step(case: str, batch: int):
 
 def measure(case: str, seconds: float, round_s: float = 3.0) -> dict:
     batch = CASES[case][3]
-    steps = {"rill": _rill_step(case, batch), "diffusers": _peer_step(case, batch)}
+    rill = _rill_step(case, batch)
+    widths = closest_widths(case, rill[1])
+    steps = {"rill": rill, "diffusers": _peer_step(case, batch, widths)}
     for fn, _ in steps.values():  # warm-up
         fn()
         fn()
@@ -108,7 +127,8 @@ def measure(case: str, seconds: float, round_s: float = 3.0) -> dict:
         for name, r in rates.items()
     }
     out["ratio"] = out["rill"]["images_per_s"] / out["diffusers"]["images_per_s"]
-    out["batch"], out["shape"] = batch, list(CASES[case][2])
+    out["batch"], out["shape"], out["diffusers"]["widths"] = batch, list(CASES[case][2]), list(widths)
+    out["rill"]["net"] = rill[0].describe
     return out
 
 
@@ -128,15 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         f"Written by `python benchmarks/train_throughput.py --seconds {args.seconds:g}` "
         f"({args.threads} threads, "
         f"{os.cpu_count()} shared CPU cores, load average {load}). Forward + loss + backward + AdamW, "
-        f"{TOKENS} text tokens of width 384; median of alternating rounds.",
+        f"{TOKENS} text tokens of width 384; median of alternating rounds. A rill preset with patch_size p "
+        "runs its U-Net on (H/p)x(W/p) patches, the diffusers UNet on the full-resolution grid.",
         "",
         "| data | net | parameters | batch | images/s |",
         "|---|---|---:|---:|---:|",
     ]
     for case, r in res.items():
         for name in ("rill", "diffusers"):
+            label = (
+                f"diffusers block_out_channels={tuple(r[name]['widths'])}"
+                if name == "diffusers"
+                else f"rill preset ({r[name]['net']})"
+            )
             lines.append(
-                f"| {case} {tuple(r['shape'])} | {name} | {r[name]['params']:,} | {r['batch']} | "
+                f"| {case} {tuple(r['shape'])} | {label} | {r[name]['params']:,} | {r['batch']} | "
                 f"{r[name]['images_per_s']:.0f} |"
             )
         lines.append(f"| | rill / diffusers | | | {r['ratio']:.2f}x |")

@@ -4,12 +4,12 @@ A grid of n steps has n nonzero noise levels σ_0 = σ_max > σ_1 > … > σ_{n�
 in normalised log σ,
     u_k = log(σ_max / σ_k) / log(σ_max / σ_min) ∈ [0, 1]        (u_0 = 0),
 so the same table serves any σ range. The knots were found by benchmarks/design_grid.py (regenerate with
-`python -m benchmarks.design_grid`): for each n they minimise the RMS endpoint error of DESIGNED_FOR against
-the exact probability-flow ODE solution, pooled over a training family of random Gaussian mixtures that the
-sampler benchmark never uses; the derivation is in docs/samplers.md. The last knot may stop short of σ_min (u
-< 1) where that lowers the error: the final call then denoises from a larger σ. For n beyond the table, the
-knots of the largest designed n are interpolated linearly in (k / (n − 1), u), as Align Your Steps (Sabour et
-al. 2024, Sec. 3.3) extends its schedules.
+`python -m benchmarks.design_grid --steps …`): for each n they minimise the RMS endpoint error of DESIGNED_FOR
+against the exact probability-flow ODE solution, pooled over a training family of random Gaussian mixtures
+that the sampler benchmark never uses; the derivation is in docs/samplers.md. The last knot may stop short of
+σ_min (u < 1) where that lowers the error: the final call then denoises from a larger σ. For n beyond the
+table, the knots of the largest designed n are interpolated linearly in (k / (n − 1), u), the way Align Your
+Steps (Sabour et al. 2024) stretches its 10-step schedules.
 """
 
 from __future__ import annotations
@@ -23,25 +23,24 @@ from .schedules import _append_zero, _check_range
 __all__ = ["KNOTS", "DESIGNED_FOR", "rill_grid", "knots_for"]
 
 DESIGNED_FOR = ("unipc", {"order": 3, "variant": "bh1"})  # the solver the knots were optimised for
-# n -> (u_1, …, u_{n−1}), printed by `python -m benchmarks.design_grid --steps …` (σ range 0.002–80 in the
-# design)
+# n -> (u_1, …, u_{n−1}) as printed by benchmarks/design_grid.py (σ range 0.002–80 during the design; the
+# commands are listed in docs/samplers.md)
 KNOTS: dict[int, tuple[float, ...]] = {
     1: (),
     2: (0.4159,),
     3: (0.3331, 0.5060),
     4: (0.2969, 0.4226, 0.5360),
     5: (0.2963, 0.3989, 0.4990, 0.5812),
-    6: (0.2678, 0.3817, 0.4572, 0.5386, 0.6081),
-    7: (0.2688, 0.3827, 0.4571, 0.5451, 0.6041, 0.6672),
-    8: (0.2240, 0.3466, 0.4105, 0.4933, 0.5846, 0.6225, 0.6928),
-    9: (0.1257, 0.1477, 0.333, 0.3912, 0.4851, 0.578, 0.6224, 0.6913),
-    10: (0.1132, 0.2742, 0.342, 0.4058, 0.4342, 0.5126, 0.5939, 0.6338, 0.7068),
+    6: (0.2676, 0.3815, 0.4572, 0.5385, 0.6084),
+    7: (0.2688, 0.3827, 0.4571, 0.5451, 0.6042, 0.6672),
+    8: (0.2240, 0.3466, 0.4106, 0.4933, 0.5846, 0.6225, 0.6928),
+    9: (0.2651, 0.3850, 0.4078, 0.4613, 0.4815, 0.5792, 0.6078, 0.6850),
+    10: (0.1738, 0.3383, 0.3751, 0.4186, 0.4508, 0.5128, 0.5898, 0.6238, 0.6984),
 }
 
 
 def knots_for(n: int) -> np.ndarray:
-    """The n knots u_0 = 0, u_1, …, u_{n−1} for an n-step grid (table entry, or the largest entry
-    interpolated)."""
+    """Knots u_0 = 0, u_1, …, u_{n−1} of an n-step grid: the table row, or the largest row interpolated."""
     if n in KNOTS:
         return np.array([0.0, *KNOTS[n]])
     big = max(KNOTS)

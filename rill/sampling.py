@@ -20,7 +20,7 @@ __all__ = ["AUTO", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve
 # nfe ≥ key → (sampler, options, grid): the best deterministic sampler at that budget in
 # benchmarks/results/samplers.md (RMS endpoint error against the exact PF-ODE on Gaussian mixtures).
 AUTO: dict[int, tuple[str, dict, str]] = {
-    1: ("euler", {}, "rill"),
+    1: ("unipc", {"order": 3, "variant": "bh1"}, "rill"),
 }
 DEFAULT_GRID = "karras"  # grid for an explicitly named sampler when grid=None
 
