@@ -212,7 +212,9 @@ def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
         shapes = evals.get("shapes")
         if shapes and shapes.get("adherence_detail"):
             L += [
-                "Shapes adherence per attribute (generated images):",
+                "Shapes adherence per attribute (generated images). An attribute counts as right only "
+                "when every object the prompt names is found with it; a pair with fewer than two "
+                "detected objects fails every attribute.",
                 "",
                 "| prompts | all right | count | colour | shape | size | position | relation |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -237,6 +237,7 @@ def evaluate_model(
         "guidance": guidance if guidance is not None else getattr(model.config, "guidance", None),
         "seed": seed,
         "features": feat_name,
+        "feature_dim": int(f_gen.shape[1]),
         "reference_images": len(ref),
         "fd": frechet_distance(f_ref, f_gen),
         "fd_real_floor": frechet_distance(f_ref, f_floor),
@@ -327,7 +328,13 @@ def format_table(result: dict[str, Any]) -> str:
         f"sampler {result['sampler']}, NFE {result['nfe']}, guidance {result['guidance']}, "
         f"features {result['features']}"
     )
-    return "\n".join([head, *(f"  {a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows)])
+    lines = [head, *(f"  {a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows)]
+    if result["images"] < 2 * result.get("feature_dim", 0):
+        lines.append(
+            f"  note: {result['images']} images for {result['feature_dim']}-wide features: the Gaussian fits "
+            "are noisy and FD favours low-variance sets; use -n so that there are >= 500 images"
+        )
+    return "\n".join(lines)
 
 
 def to_jsonable(obj: Any) -> Any:
