@@ -336,8 +336,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nfe", type=int, nargs="+", default=NFES)
     p.add_argument("--seed", type=int, default=0, help="mixture seed")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (≤ 2; on the shared 2-core box, 2 threads made some runs 70× slower)",
+    )
     args = p.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     import diffusers
     import scipy
 

@@ -189,15 +189,18 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         model=dict(net="unet2d", net_preset="tiny", shape=(1, 8, 8), text_encoder="minilm", dataset="digits",
                    guidance=3.0),
     ),
-    # 32×32 RGB shapes with colour / shape captions: 4×4 patches -> 8×8 -> 4×4 (about 3× the images per
-    # second of "small" on a CPU; the EMA half-life is capped by ema_rampup at 5% of the images seen)
+    # 32×32 RGB shapes with colour / shape captions: 4×4 patches -> 8×8 -> 4×4, 48 channels (no narrower than
+    # the 48 values of a patch); about 4× the images per second of "small" on a CPU. The EMA half-life is
+    # capped by ema_rampup at 5% of the images seen.
     "shapes": dict(
         data="shapes", steps=20_000, batch_size=128, lr=2e-3, warmup_steps=200, ema_halflife_images=50_000,
         sample_every=1000, checkpoint_every=250, out_dir="runs/shapes",
-        model=dict(net="unet2d", net_preset="small", shape=(3, 32, 32), text_encoder="minilm", dataset="shapes",
-                   net_overrides={"patch_size": 4, "channels": 48, "channel_mult": (1, 2), "num_res_blocks": 1,
-                                  "attn_resolutions": (), "cross_attn_resolutions": (8, 4)},
-                   guidance=3.0),
+        model=dict(
+            net="unet2d", net_preset="small", shape=(3, 32, 32), text_encoder="minilm", dataset="shapes",
+            net_overrides={"patch_size": 4, "channels": 48, "channel_mult": (1, 2), "num_res_blocks": 1,
+                           "attn_resolutions": (), "cross_attn_resolutions": (8, 4)},
+            guidance=3.0,
+        ),
     ),
     # 2D point clouds, unconditional residual MLP
     "points": dict(
