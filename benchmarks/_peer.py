@@ -142,3 +142,21 @@ def run_scheduler(
     if kind not in _VE_STATE:
         sample = sample * math.sqrt(1 + last**2)
     return sample, calls
+
+
+def peer_config(kind: str, config: dict, sigma_min: float = 0.002, sigma_max: float = 80.0) -> dict:
+    """`config` plus the σ range: EDM-DPM takes it directly, the others through a log-uniform VP table."""
+    if kind == "edm_dpmpp":
+        return {"sigma_min": sigma_min, "sigma_max": sigma_max, **config}
+    return {"trained_betas": log_uniform_betas(sigma_min, sigma_max), **config}
+
+
+def peer_steps(kind: str, nfe: int) -> int:
+    """Steps that spend at most `nfe` model calls (Heun: 2n − 1 calls for n steps)."""
+    return (nfe + 1) // 2 if kind == "heun" else nfe
+
+
+def run_peer(kind: str, config: dict, nfe: int, denoiser, z: Tensor, model=None) -> tuple[Tensor, int]:
+    """A fresh scheduler for an `nfe` budget, run from standard-normal `z` scaled to its first σ."""
+    sched = make_scheduler(kind, peer_steps(kind, nfe), **peer_config(kind, config))
+    return run_scheduler(sched, kind, denoiser, z * float(scheduler_grid(sched, kind)[0]), model=model)

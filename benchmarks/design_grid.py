@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--warm-from-table",
         action="store_true",
-        help="also start from rill.grids.KNOTS: the stored n, the largest stored n' < n and n' = ⌈n/2⌉ stretched",
+        help="also start from rill.grids.KNOTS rows: n, the largest stored n' < n and ⌈n/2⌉, stretched",
     )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         starts = [karras_knots(n), np.linspace(0, 0.7, n)[1:]]
         if n - 1 in table and n > 2:  # warm start: the previous entry stretched to n knots
             starts.append(stretch(table[n - 1], n))
-        if args.warm_from_table:  # refine the stored table (coarse-to-fine: also the half-size grid stretched)
+        if (
+            args.warm_from_table
+        ):  # refine the stored table (coarse-to-fine: also the half-size grid stretched)
             from rill.grids import KNOTS
 
             smaller = [m for m in KNOTS if 1 < m < n]

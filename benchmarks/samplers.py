@@ -31,8 +31,7 @@ NFES = [3, 4, 5, 6, 8, 10, 15, 20, 50]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-# --- exact references
-# -------------------------------------------------------------------------------------------
+# --- exact references ---
 class FastMixtureDenoiser:
     """The exact D(x; σ) of a diagonal rill.toy.GaussianMixture, computed with (B, d) × (d, K) products
     instead of (B, K, d) broadcasts (~6× faster; the benchmark and the grid design make thousands of solver
@@ -112,8 +111,7 @@ def sliced_wasserstein(a: Tensor, b: Tensor, projections: int = 256, seed: int =
     return float(((pa - pb) ** 2).mean().sqrt())
 
 
-# --- what is compared
-# ---------------------------------------------------------------------------------------------
+# --- what is compared ---
 RILL = [  # (label, sampler, options); every deterministic rill sampler, each on "karras" and "rill" grids
     ("euler", "euler", {}),
     ("ddim", "ddim", {}),
@@ -141,25 +139,6 @@ PEERS = [  # (label, _peer kind, scheduler config); "logsnr" = default spacing o
 ]
 
 
-def peer_config(kind: str, config: dict) -> dict:
-    from benchmarks._peer import log_uniform_betas
-
-    if kind == "edm_dpmpp":
-        return {"sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, **config}
-    return {"trained_betas": log_uniform_betas(SIGMA_MIN, SIGMA_MAX), **config}
-
-
-def peer_steps(kind: str, nfe: int) -> int:
-    return (nfe + 1) // 2 if kind == "heun" else nfe  # Heun: 2n − 1 calls for n steps
-
-
-def run_peer(kind: str, config: dict, nfe: int, denoiser, z: Tensor, model=None) -> tuple[Tensor, int]:
-    from benchmarks._peer import make_scheduler, run_scheduler, scheduler_grid
-
-    sched = make_scheduler(kind, peer_steps(kind, nfe), **peer_config(kind, config))
-    return run_scheduler(sched, kind, denoiser, z * float(scheduler_grid(sched, kind)[0]), model=model)
-
-
 def run_rill(
     sampler: str, options: dict, grid: str | None, nfe: int, denoiser, z: Tensor
 ) -> tuple[Tensor, int]:
@@ -177,10 +156,10 @@ def run_rill(
     return out, calls[0]
 
 
-# --- the three measurements
-# ---------------------------------------------------------------------------------------
+# --- the three measurements ---
 def accuracy(dim: int, samples: int, seed: int, nfes: list[int]) -> tuple[list[dict], float, float]:
     """Rows {label, family, grid, nfe, calls, rms, sw}, the SW noise floor, and the reference time."""
+    from benchmarks._peer import run_peer
     from rill.toy import GaussianMixture
 
     gm = GaussianMixture.random(dim, 8, std_range=(0.03, 0.25), seed=seed)
@@ -223,7 +202,7 @@ def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 5) 
     """µs of sampler work per denoiser call with a model that returns a fixed zero tensor (float32): the best
     of
     `repeats` rounds, each round timing every sampler once (interleaved, so all see the same machine load)."""
-    from benchmarks._peer import make_scheduler, run_scheduler
+    from benchmarks._peer import make_scheduler, peer_config, peer_steps, run_scheduler
     from rill.samplers import get_sampler
     from rill.sampling import resolve, sigmas_for
 
@@ -269,8 +248,7 @@ def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 5) 
     return best
 
 
-# --- report
-# -----------------------------------------------------------------------------------------------------
+# --- report ---
 def _best(rows: list[dict], family: str, nfe: int) -> dict:
     return min((r for r in rows if r["family"] == family and r["nfe"] == nfe), key=lambda r: r["rms"])
 
@@ -296,6 +274,7 @@ def error_table(rows: list[dict], nfes: list[int], key: str = "rms") -> list[str
 
 def plot(results: dict, nfes: list[int], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -321,6 +300,7 @@ def plot(results: dict, nfes: list[int], path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xticks(nfes)
         ax.set_xticklabels(nfes)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("denoiser calls (NFE)")
         ax.set_ylabel("RMS endpoint error vs exact PF-ODE")
         ax.set_title(f"d = {dim}, 8 components, stds 0.03–0.25")

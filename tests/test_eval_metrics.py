@@ -95,6 +95,10 @@ def test_diversity():
 def test_saturation():
     grey = torch.zeros(2, 3, 4, 4)
     assert saturation(grey) == {"clipped": 0.0, "saturation": 0.0}
+    # near-black pixels are left out of the colour saturation: a dark blue-ish background does not count
+    dark = torch.full((1, 3, 4, 4), -0.9)
+    dark[:, 2] = -0.8
+    assert saturation(dark)["saturation"] == 0.0
     red = torch.full((1, 3, 4, 4), -1.0)
     red[:, 0] = 1.0
     s = saturation(red)

@@ -174,3 +174,16 @@ def test_rill_grid_errors():
         rill_grid(0)
     with pytest.raises(ValueError, match="sigma_min"):
         rill_grid(5, 1.0, 0.1)
+
+
+def test_budget_below_one_step_names_the_minimum(monkeypatch):
+    """No registered sampler needs > 1 call for one step today; a costlier one must name its minimum."""
+    import dataclasses
+
+    from rill import sampling
+
+    costly = dataclasses.replace(INFO["heun"], nfe=lambda n, opts: 2 * n + 1)
+    monkeypatch.setitem(sampling.INFO, "heun", costly)
+    with pytest.raises(ValueError, match="needs at least 3 denoiser calls"):
+        sampling.steps_for("heun", 2)
+    assert sampling.steps_for("heun", 5) == 2

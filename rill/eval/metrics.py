@@ -140,12 +140,13 @@ def diversity(groups: Sequence[ArrayLike]) -> float:
     return float(np.mean(scores))
 
 
-def saturation(images: Tensor, clip_tol: float = 1e-3) -> dict[str, float]:
+def saturation(images: Tensor, clip_tol: float = 1e-3, dark: float = 0.25) -> dict[str, float]:
     """How saturated images in [-1, 1] are.
 
     clipped: fraction of pixel values at the range ends (|x| >= 1 − clip_tol): what the final clamp cut.
-    saturation: mean HSV saturation (max − min) / max over the RGB channels for colour images, mean |x| for
-        single-channel images (both in [0, 1]); higher guidance pushes both up (oversaturation).
+    saturation: colour images: mean HSV saturation (max − min) / max over the RGB channels of the pixels whose
+        value (max channel, in [0, 1]) exceeds `dark` (near-black pixels have an unstable hue and saturation);
+        single-channel images: mean |x|. Both in [0, 1]; higher guidance pushes them up (oversaturation).
     """
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
@@ -154,7 +155,8 @@ def saturation(images: Tensor, clip_tol: float = 1e-3) -> dict[str, float]:
     if x.shape[1] == 3:
         rgb = ((x + 1) / 2).clamp(0, 1)
         hi, lo = rgb.max(1).values, rgb.min(1).values
-        sat = torch.where(hi > 1e-6, (hi - lo) / hi.clamp(min=1e-6), torch.zeros_like(hi)).mean().item()
+        lit = hi > dark
+        sat = ((hi - lo) / hi.clamp(min=1e-6))[lit].mean().item() if lit.any() else 0.0
     else:
         sat = x.abs().clamp(max=1).mean().item()
     return {"clipped": clipped, "saturation": sat}

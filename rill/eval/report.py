@@ -46,7 +46,8 @@ Regenerate the page with `python -m rill.evaluate report` (bundled-model numbers
   for "a handwritten digit k". Shapes: a programmatic checker reads colour, shape, size and position (or the
   pair's relation) from the pixels; reported separately for prompts naming a held-out (colour, shape) pair
   that the model never saw in training.
-- **Saturation**: mean HSV saturation (RGB) or mean |x| (grey), and the fraction of pixels at ±1.
+- **Saturation**: mean HSV saturation of the pixels brighter than 25% (RGB) or mean |x| (grey), and the
+  fraction of pixel values at ±1 (what the final clamp cut).
 - **NLL**: bits/dim through the probability-flow ODE (Song et al. 2021, Eq. 39), RK45 in log σ, Hutchinson
   trace, uniform dequantisation. Convention: level k of L sits at 2k/(L−1) − 1 and
   bits/dim = (−log p(x̃)/d + log((L−1)/2)) / ln 2, i.e. + log 127.5 nats per dimension for 8-bit images
@@ -140,8 +141,10 @@ def _summary(evals: dict[str, Any], sweeps: dict[str, Any] | None) -> list[str]:
     out = []
     for name, r in evals.items():
         if r:
+            ck = str(r.get("checkpoint") or "")
+            which = "bundled" if ck.startswith("bundled:") else f"`{ck}`"
             out.append(
-                f"- **{name}** (bundled, {_training_steps(r.get('checkpoint'))} training steps): FD "
+                f"- **{name}** ({which}, {_training_steps(r.get('checkpoint'))} training steps): FD "
                 f"{r['fd']:.2f} against a real-vs-real floor of {r['fd_real_floor']:.2f}; prompt adherence "
                 f"{_pct(r.get('adherence'))} (real images: {_pct(r.get('adherence_real'))})"
                 + (
