@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -245,35 +244,31 @@ def train_interleaved(minutes: float, batch_size: int, lr: float, seed: int) -> 
     return out
 
 
-def train_rill(minutes: float, batch_size: int, work: Path, threads: int) -> tuple[nn.Module, dict]:
+# fmt: off
+def train_sequential(minutes: float, batch_size: int, lr: float, work: Path, threads: int) -> dict:
+    """`rill.train` with the digits preset for `minutes` of wall clock, then the peer for as long."""
     from rill.config import train_preset
+    from rill.data import load_dataset
     from rill.model import load_model
     from rill.train import train
 
-    cfg = train_preset(
-        "digits",
-        minutes=minutes,
-        steps=10**8,
-        batch_size=batch_size,
-        out_dir=str(work / "rill"),
-        data_kwargs={"split": "train"},
-        sample_every=0,
-        checkpoint_every=0,
-        num_threads=threads,
-    )
-    t0 = time.time()
-    path = train(cfg, progress=False)
-    seconds = time.time() - t0
-    model = load_model(path)
+    cfg = train_preset("digits", minutes=minutes, steps=10**8, batch_size=batch_size,
+                       out_dir=str(work / "rill"), data_kwargs={"split": "train"}, sample_every=0,
+                       checkpoint_every=0, num_threads=threads)
+    model = load_model(train(cfg, progress=False))
     info = getattr(model, "info", {}) or {}
-    steps = info.get("step") or info.get("steps")
-    return model, {
-        "steps": steps,
-        "images": info.get("images_seen", (steps or 0) * batch_size),
-        "seconds": round(seconds, 1),
-        "params": sum(p.numel() for p in model.net.parameters()),
-        "info": info,
-    }
+    rill_stats = {"steps": info.get("step"), "images": info.get("images_seen"),
+                  "seconds": info.get("wall_time"), "params": sum(p.numel() for p in model.net.parameters())}
+    data = load_dataset("digits", split="train")
+    bank = CaptionBank(list(data.captions))
+    step, finish = peer_stepper(bank, data.images.float(), list(data.captions), batch_size, lr, 200, 0)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 60 * minutes:
+        step()
+    unet, peer_stats = finish()
+    peer_stats["seconds"] = round(time.perf_counter() - t0, 1)
+    return {"rill": (model, rill_stats), "diffusers": (unet, peer_stats), "encoder": bank.encoder}
+# fmt: on
 
 
 def write_markdown(res: dict, path: Path) -> None:
@@ -334,29 +329,23 @@ def write_markdown(res: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # fmt: off
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=4.0, help="wall-clock training budget per model")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=2e-3, help="peer learning rate (rill's preset uses 2e-3 too)")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peer learning rate (rill's preset: 2e-3 too)")
     ap.add_argument("--n", type=int, default=50, help="images per prompt in the evaluation")
     ap.add_argument("--nfe", type=int, default=16)
     ap.add_argument("--sampler", default="dpmpp_2m")
     ap.add_argument("--guidance", default="1,3", help="comma-separated CFG scales to evaluate")
-    ap.add_argument(
-        "--mode",
-        choices=("interleaved", "sequential"),
-        default="interleaved",
-        help="interleaved: one loop alternating steps, fair under a shared CPU (default); sequential: "
-        "rill.train then the peer, each for --minutes of wall clock",
-    )
-    ap.add_argument(
-        "--work", default="/tmp/rill-peer", help="scratch folder for rill.train (sequential mode)"
-    )
+    ap.add_argument("--mode", choices=("interleaved", "sequential"), default="interleaved",
+                    help="interleaved: one loop alternating steps, fair under a shared CPU (default); "
+                    "sequential: rill.train then the peer, each for --minutes of wall clock")
+    ap.add_argument("--work", default="/tmp/rill-peer", help="scratch folder for rill.train (sequential)")
     ap.add_argument("--out", default=str(RESULTS / "train_vs_diffusers.md"))
-    ap.add_argument(
-        "--rewrite", action="store_true", help="only re-render the .md from the .json of a past run"
-    )
+    ap.add_argument("--rewrite", action="store_true", help="only re-render the .md from a past run's .json")
+    # fmt: on
     args = ap.parse_args(argv)
     if args.rewrite:
         out = Path(args.out)
@@ -367,35 +356,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rill.evaluate import evaluate_model
 
+    print(f"training rill and the diffusers peer ({args.mode}), {args.minutes} min each ...", flush=True)
     if args.mode == "interleaved":
-        print(f"training rill and the diffusers peer, interleaved, {args.minutes} min each ...", flush=True)
         trained = train_interleaved(args.minutes, args.batch_size, args.lr, seed=0)
-        rill_model, rill_stats = trained["rill"]
-        unet, peer_stats = trained["diffusers"]
-        encoder = trained["encoder"]
     else:
-        work = Path(args.work)
-        work.mkdir(parents=True, exist_ok=True)
-        print(f"training rill (rill.train) for {args.minutes} min, then the peer ...", flush=True)
-        rill_model, rill_stats = train_rill(args.minutes, args.batch_size, work, args.threads)
-        from rill.data import load_dataset
-
-        data = load_dataset("digits", split="train")
-        bank = CaptionBank(list(data.captions))
-        step, finish = peer_stepper(
-            bank, data.images.float(), list(data.captions), args.batch_size, args.lr, 200, 0
-        )
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 60 * args.minutes:
-            step()
-        unet, peer_stats = finish()
-        peer_stats["seconds"] = round(time.perf_counter() - t0, 1)
-        encoder = bank.encoder
-    peer = PeerModel(unet, encoder)
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+        trained = train_sequential(args.minutes, args.batch_size, args.lr, Path(args.work), args.threads)
+    (rill_model, rill_stats), (unet, peer_stats) = trained["rill"], trained["diffusers"]
+    peer = PeerModel(unet, trained["encoder"])
     print(
         f"  rill {rill_stats['steps']} steps, diffusers {peer_stats['steps']} steps; evaluating ...",
         flush=True,
     )
+    keys = ("fd", "fd_real_floor", "precision", "recall", "adherence", "diversity", "clipped", "saturation")
     evals = {}
     for g in (float(s) for s in args.guidance.split(",")):
         row = {}
@@ -403,51 +376,19 @@ def main(argv: list[str] | None = None) -> int:
             r = evaluate_model(
                 model, "digits", n=args.n, nfe=args.nfe, sampler=args.sampler, guidance=g, seed=0, log=False
             )
-            row[name] = {
-                k: r[k]
-                for k in (
-                    "fd",
-                    "fd_real_floor",
-                    "precision",
-                    "recall",
-                    "adherence",
-                    "diversity",
-                    "clipped",
-                    "saturation",
-                )
-            }
-            print(
-                f"  w={g} {name}: FD {r['fd']:.2f} P {r['precision']:.3f} R {r['recall']:.3f} "
-                f"adherence {r['adherence']:.3f}",
-                flush=True,
-            )
+            row[name] = {k: r[k] for k in keys}
+            print(f"  w={g} {name}: FD {r['fd']:.2f} adherence {r['adherence']:.3f}", flush=True)
         row["ratio"] = row["diffusers"]["fd"] / max(row["rill"]["fd"], 1e-12)
         evals[g] = row
-    rill_stats.pop("info", None)
-    res = {
-        "mode": args.mode,
-        "lr": args.lr,
-        "minutes": args.minutes,
-        "batch_size": args.batch_size,
-        "threads": args.threads,
-        "n": args.n,
-        "nfe": args.nfe,
-        "sampler": args.sampler,
-        "machine": f"{os.cpu_count()} CPU cores (shared)",
-        "load": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
-        "rill": rill_stats,
-        "diffusers": peer_stats,
-        "evals": evals,
-    }
+    args_used = ("mode", "lr", "minutes", "batch_size", "threads", "n", "nfe", "sampler")
+    res = {k: getattr(args, k) for k in args_used}
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    res.update(machine=f"{os.cpu_count()} CPU cores (shared)", load=load, rill=rill_stats,
+               diffusers=peer_stats, evals=evals)  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_markdown(res, out)
-    out.with_suffix(".json").write_text(
-        json.dumps(
-            res, indent=2, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o)
-        )
-        + "\n"
-    )
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     print(out.read_text())
     return 0
 

@@ -183,7 +183,7 @@ def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
     summary = _summary(evals, _load(results / "eval_sweeps.json"))
     if summary:
         L += ["## Summary (computed from the tables below)", "", *summary]
-    L += ["## Bundled models", ""]
+    L += ["## The models", ""]
     if not any(evals.values()):
         L += ["_Not run yet (`python -m rill.evaluate report`)._", ""]
     else:
@@ -198,7 +198,8 @@ def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
                 continue
             nll = r.get("nll")
             L.append(
-                f"| {name} | {r['images']} | {r['sampler']} / {r['nfe']} / {r['guidance']} | {_num(r['fd'])} "
+                f"| {name} ({r.get('checkpoint')}) | {r['images']} | {r['sampler']} / {r['nfe']} / "
+                f"{r['guidance']} | {_num(r['fd'])} "
                 f"({_num(r['fd_real_floor'])}) | {_num(r['precision'], 3)} | {_num(r['recall'], 3)} | "
                 f"{_num(r['diversity'])} | {_pct(r.get('adherence'))} ({_pct(r.get('adherence_real'))}) | "
                 f"{_pct(r.get('adherence_heldout'))} | {_num(r['saturation'], 3)} "
@@ -208,8 +209,9 @@ def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
             )
         L += [
             "",
-            "Command: `rill eval digits` / `rill eval shapes` (defaults: 10 digit prompts × 50, "
-            "36 shapes prompts (12 naming held-out pairs) × 16, NFE 16, sampler auto, the model's guidance).",
+            "Command: `python -m rill.evaluate report [--checkpoint NAME=PATH]`, the same numbers as "
+            "`rill eval digits` / `rill eval shapes` (defaults: 10 digit prompts × 50, 36 shapes prompts "
+            "(12 naming held-out pairs) × 16, NFE 16, sampler auto, the model's guidance) plus `--nll 32`.",
             "",
         ]
         shapes = evals.get("shapes")
