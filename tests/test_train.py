@@ -192,7 +192,8 @@ def test_configs_validate_and_dry_run_prints_json(capsys):
     cfg = json.loads(capsys.readouterr().out)
     assert (
         cfg["steps"] == 7
-        and cfg["model"]["net_overrides"] == {"num_res_blocks": 1, "channels": 32}
+        and cfg["model"]["net_overrides"]
+        == json.loads(config_to_json(train_preset("shapes")))["model"]["net_overrides"] | {"channels": 32}
         and cfg["data"] == "shapes"
     )
     assert main(["--preset", "small", "--data", "points:moons", "--dry-run"]) == 0
