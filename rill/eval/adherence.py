@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,18 +109,9 @@ class ClipScorer:
     torchmetrics convention), with a CLIPModel + tokenizer from a LOCAL folder (never downloaded)."""
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu"):
-        try:
-            import transformers
-        except ImportError as e:
-            raise ImportError("CLIP score needs transformers: pip install transformers") from e
-        from .features import _CLIP_MEAN, _CLIP_STD
+        from .features import _CLIP_MEAN, _CLIP_STD, local_hf_folder
 
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{path}: no config.json; pass a local folder with a CLIP model and its "
-                "tokenizer (saved with save_pretrained); rill never downloads weights"
-            )
+        transformers, path = local_hf_folder(path, "CLIP scores", "a CLIP model and its tokenizer")
         from rill.text import _quiet_transformers  # mutes load reports and progress bars
 
         with _quiet_transformers():

@@ -244,6 +244,22 @@ def extract_features(net: Any, images: Tensor, batch_size: int = 256) -> Tensor:
     )
 
 
+def local_hf_folder(path: str | os.PathLike, purpose: str, holding: str):
+    """Import transformers and check that `path` is a local model folder (rill never downloads weights).
+    Returns (the transformers module, the folder as a Path); clear errors name what is missing."""
+    try:
+        import transformers
+    except ImportError as e:
+        raise ImportError(f"{purpose} need transformers: pip install transformers") from e
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: no config.json; pass a local folder holding {holding} saved with save_pretrained "
+            "(rill never downloads weights)"
+        )
+    return transformers, path
+
+
 class HFImageFeatures:
     """Pretrained image features through transformers, from a LOCAL folder (config.json + weights):
     CLIP (vision tower, pooled output), DINOv2 (CLS token after the final norm) or any AutoModel vision
@@ -255,16 +271,9 @@ class HFImageFeatures:
     """
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu"):
-        try:
-            import transformers
-        except ImportError as e:
-            raise ImportError("pretrained image features need transformers: pip install transformers") from e
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{path}: no config.json; pass a local folder holding a CLIP / DINOv2 / vision "
-                "model saved with save_pretrained (rill never downloads weights)"
-            )
+        transformers, path = local_hf_folder(
+            path, "pretrained image features", "a CLIP / DINOv2 / vision model"
+        )
         from rill.text import _quiet_transformers  # mutes load reports and progress bars
 
         with _quiet_transformers():
