@@ -62,6 +62,14 @@ def denoise(denoiser, x: Tensor, sigma: float, cond) -> Tensor:
     return denoiser(x, sigma_batch(sigma, x), cond)
 
 
+def denoise_step(denoiser, x: Tensor, sigma: float, cond, step: int, callback: Callback) -> Tensor:
+    """The denoiser call that opens step `step`, reported to the callback as (step, x, σ, x̂0)."""
+    denoised = denoise(denoiser, x, sigma, cond)
+    if callback is not None:
+        callback(step, x, sigma, denoised)
+    return denoised
+
+
 def to_d(x: Tensor, sigma: float, denoised: Tensor) -> Tensor:
     """dx/dσ of the probability-flow ODE (EDM Eq. 3 with σ(t) = t): (x − D(x; σ)) / σ."""
     return (x - denoised) / sigma

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._common import Callback, Generator, ancestral_sigmas, check_inputs, denoise, noise_like, to_d
+from ._common import Callback, Generator, ancestral_sigmas, check_inputs, denoise_step, noise_like, to_d
 
 
 def _ancestral_loop(
@@ -23,9 +23,7 @@ def _ancestral_loop(
 ) -> Tensor:
     s = check_inputs(x, sigmas)
     for i in range(len(s) - 1):
-        denoised = denoise(denoiser, x, s[i], cond)
-        if callback is not None:
-            callback(i, x, s[i], denoised)
+        denoised = denoise_step(denoiser, x, s[i], cond, i, callback)
         sigma_down, sigma_up = ancestral_sigmas(s[i], s[i + 1], eta)
         # Euler step of the PF-ODE to σ_down (EDM Eq. 3), then fresh noise back up to σ'
         x = denoised + (sigma_down / s[i]) * (x - denoised) if sigma_down > 0 else denoised
@@ -40,9 +38,7 @@ def sample_euler(
     """Euler's method on dx/dσ = (x − D(x; σ))/σ (EDM Eq. 3; Karras et al. 2022, Alg. 1 without churn)."""
     s = check_inputs(x, sigmas)
     for i in range(len(s) - 1):
-        denoised = denoise(denoiser, x, s[i], cond)
-        if callback is not None:
-            callback(i, x, s[i], denoised)
+        denoised = denoise_step(denoiser, x, s[i], cond, i, callback)
         x = x + to_d(x, s[i], denoised) * (s[i + 1] - s[i])
     return x
 
@@ -101,9 +97,7 @@ def sample_ddpm(
         raise ValueError(f"ddpm: variance must be 'small' or 'large', got {variance!r}")
     s = check_inputs(x, sigmas)
     for i in range(len(s) - 1):
-        denoised = denoise(denoiser, x, s[i], cond)
-        if callback is not None:
-            callback(i, x, s[i], denoised)
+        denoised = denoise_step(denoiser, x, s[i], cond, i, callback)
         x = denoised + (s[i + 1] ** 2 / s[i] ** 2) * (x - denoised)
         if s[i + 1] > 0:
             beta = (s[i] ** 2 - s[i + 1] ** 2) / (1 + s[i] ** 2)

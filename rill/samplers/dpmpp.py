@@ -25,7 +25,7 @@ import math
 
 from torch import Tensor
 
-from ._common import Callback, Generator, check_inputs, denoise, noise_like
+from ._common import Callback, Generator, check_inputs, denoise_step, noise_like
 
 _SOLVER_TYPES = ("midpoint", "heun")
 
@@ -86,9 +86,7 @@ def sample_dpmpp_2m_sde(
     s = check_inputs(x, sigmas)
     old_denoised, h_last = None, None
     for i in range(len(s) - 1):
-        denoised = denoise(denoiser, x, s[i], cond)
-        if callback is not None:
-            callback(i, x, s[i], denoised)
+        denoised = denoise_step(denoiser, x, s[i], cond, i, callback)
         if s[i + 1] == 0:  # first-order step to σ = 0: x = D (the limit of the update below as h → ∞)
             x = denoised
             continue
@@ -135,9 +133,7 @@ def sample_dpmpp_3m(
     c2 = 1.0 if legacy else 2.0
     d_1, d_2, h_1, h_2 = None, None, None, None  # the two previous denoised values and their steps in λ
     for i in range(n):
-        denoised = denoise(denoiser, x, s[i], cond)
-        if callback is not None:
-            callback(i, x, s[i], denoised)
+        denoised = denoise_step(denoiser, x, s[i], cond, i, callback)
         if s[i + 1] == 0:  # first-order final step: x = D
             x = denoised
             continue

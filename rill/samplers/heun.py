@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._common import Callback, Generator, check_inputs, denoise, noise_like, to_d
+from ._common import Callback, Generator, check_inputs, denoise, denoise_step, noise_like, to_d
 
 
 def heun_nfe(n: int, opts: dict) -> int:
@@ -32,9 +32,7 @@ def sample_heun(
         sigma_hat = s[i] * (1 + gamma)
         if gamma > 0:  # Alg. 2 lines 5–6: raise the noise level to σ̂
             x = x + noise_like(x, generator) * (s_noise * (sigma_hat**2 - s[i] ** 2) ** 0.5)
-        denoised = denoise(denoiser, x, sigma_hat, cond)
-        if callback is not None:
-            callback(i, x, sigma_hat, denoised)
+        denoised = denoise_step(denoiser, x, sigma_hat, cond, i, callback)
         d = to_d(x, sigma_hat, denoised)
         dt = s[i + 1] - sigma_hat
         x_next = x + d * dt  # line 8

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from ._common import Callback, Generator, check_inputs, denoise, to_d
+from ._common import Callback, Generator, check_inputs, denoise_step, to_d
 
 # Classical Adams–Bashforth weights (Hairer, Nørsett & Wanner, Sec. III.1), newest derivative first
 _AB_FIXED = {
@@ -68,9 +68,7 @@ def sample_ipndm(
     n = len(s) - 1
     ds: list[Tensor] = []  # past derivatives, newest first
     for i in range(n):
-        denoised = denoise(denoiser, x, s[i], cond)
-        if callback is not None:
-            callback(i, x, s[i], denoised)
+        denoised = denoise_step(denoiser, x, s[i], cond, i, callback)
         if s[i + 1] == 0 and lower_order_final:  # Euler step to σ = 0 (EDM Eq. 3): x = D
             x = denoised
             continue

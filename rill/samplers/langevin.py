@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..utils import append_dims
-from ._common import Callback, Generator, ancestral_sigmas, check_inputs, denoise, noise_like
+from ._common import Callback, Generator, ancestral_sigmas, check_inputs, denoise, denoise_step, noise_like
 
 _PREDICTORS = ("ancestral", "reverse_diffusion", "none")
 _STEP_RULES = ("snr", "fixed")
@@ -78,9 +78,7 @@ def sample_langevin(
     s = check_inputs(x, sigmas)
     for i in range(len(s) - 1):
         sigma, sigma_next = s[i], s[i + 1]
-        denoised = denoise(denoiser, x, sigma, cond)
-        if callback is not None:
-            callback(i, x, sigma, denoised)
+        denoised = denoise_step(denoiser, x, sigma, cond, i, callback)
         if sigma_next == 0:  # every predictor returns D on the step to σ = 0
             x = denoised
             continue
