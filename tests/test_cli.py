@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _models import tiny_digits_model
 
 from rill.cli import choose_bundled, main
 
@@ -29,22 +30,9 @@ def rill(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
     """A tiny class-conditioned 8×8 model with random weights, saved the way `rill train` saves models."""
-    from rill.config import ModelConfig
-    from rill.model import DiffusionModel, save_model
+    from rill.model import save_model
 
-    model = DiffusionModel(
-        ModelConfig(
-            net="unet2d",
-            net_preset="tiny",
-            shape=(1, 8, 8),
-            text_encoder="digits",
-            net_overrides={"channels": 16},
-        )
-    )
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    model = tiny_digits_model()
     return save_model(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", metadata={"step": 7})
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
+from _models import tiny_digits_model
 
-from rill.config import ModelConfig
 from rill.eval.features import FeatureCNN
 from rill.eval.run import evaluate_model, format_table, read_prompt_file
 from rill.evaluate import main, main_eval
@@ -17,21 +17,7 @@ torch.set_num_threads(1)
 
 
 def _tiny_digits_model() -> DiffusionModel:
-    model = DiffusionModel(
-        ModelConfig(
-            net="unet2d",
-            net_preset="tiny",
-            shape=(1, 8, 8),
-            text_encoder="digits",
-            dataset="digits",
-            net_overrides={"channels": 16},
-        )
-    )
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
+    return tiny_digits_model(scale=0.1, dataset="digits")
 
 
 def test_prompt_files(tmp_path):

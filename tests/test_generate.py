@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _models import tiny_digits_model
 
-from rill.config import ModelConfig
 from rill.explain import denoising_strip, make_grid, save_gif, save_grid, to_uint8
 from rill.generate import generate, pick_device
 from rill.model import DiffusionModel
@@ -14,22 +14,7 @@ torch.set_num_threads(1)
 
 
 def tiny_model(seed: int = 0) -> DiffusionModel:
-    """A tiny class-conditioned 8×8 model with random weights everywhere (the output conv of a fresh net is
-    zero-initialised, which makes the prompt irrelevant: re-draw every parameter so the prompt matters)."""
-    model = DiffusionModel(
-        ModelConfig(
-            net="unet2d",
-            net_preset="tiny",
-            shape=(1, 8, 8),
-            text_encoder="digits",
-            net_overrides={"channels": 16},
-        )
-    )
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model.eval()
+    return tiny_digits_model(seed)
 
 
 @pytest.fixture(scope="module")
