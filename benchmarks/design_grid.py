@@ -4,9 +4,10 @@
 
 Method: an n-step grid has the nonzero levels σ_k = σ_max·(σ_min/σ_max)^{u_k}, u_0 = 0 < u_1 < … < u_{n−1} ≤ 1
 ("normalised log σ"). The knots u_k minimise the RMS endpoint error of the solver against the exact
-probability-flow ODE solution (benchmarks.samplers.exact_endpoint), pooled over a training family of random
-mixtures whose seeds, dims and std ranges differ from the benchmark's (d = 2 / 64, 8 components, stds
-0.03–0.25, seed 0): the benchmark never sees the tuning data. Derivation and results: docs/samplers.md.
+probability-flow ODE solution (benchmarks.samplers.exact_endpoint), pooled over a training family of
+random mixtures: six whose dims and std ranges differ from the benchmark's, plus six drawn like the
+benchmark's (d = 2 / 64, 8 components, stds 0.03–0.25) from other seeds — a train/test split: the
+benchmark's mixtures (seed 0) and noise are never seen. Derivation and results: docs/samplers.md.
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ FAMILY = [
     (48, 12, (0.02, 0.15), 104, 1.0),
     (96, 6, (0.05, 0.20), 105, 1.1),
     (128, 10, (0.03, 0.30), 106, 0.9),
+    # drawn like the benchmark's mixtures, other seeds (the benchmark uses seed 0)
+    *[(64, 8, (0.03, 0.25), s, 1.0) for s in (201, 202, 203, 204)],
+    *[(2, 8, (0.03, 0.25), s, 1.0) for s in (205, 206)],
 ]
 
 
 def training_data(
-    samples: int = 128, seed: int = 7
+    samples: int = 512, seed: int = 7
 ) -> list[tuple[GaussianMixture, torch.Tensor, torch.Tensor]]:
     """(mixture, starting noise at σ_max, exact endpoint) for every member of FAMILY."""
     g = torch.Generator().manual_seed(seed)
@@ -95,15 +99,15 @@ def stretch(knots: tuple[float, ...], n: int) -> np.ndarray:
 def optimise(
     n: int, sampler: str, data, options: dict, starts: list[np.ndarray], maxfev: int = 600, restarts: int = 0
 ):
-    """Nelder–Mead on θ from each start, then `restarts` more runs from the best point with a fresh simplex
-    (a collapsed simplex stalls NM); returns (knots, loss)."""
+    """Powell's method (scipy; line searches, no gradients: the loss is rough where samples change mixture
+    component) on θ from each start, then `restarts` more runs from the best point; returns (knots, loss)."""
     best_u, best = None, math.inf
     for u0 in [*starts, *([None] * restarts)]:
         res = minimize(
             lambda th: loss(knots_from_params(th), sampler, data, options),
             params_from_knots(best_u if u0 is None else u0),
-            method="Nelder-Mead",
-            options={"maxfev": maxfev, "xatol": 1e-3, "fatol": 1e-7},
+            method="Powell",
+            options={"maxfev": maxfev, "xtol": 1e-3, "ftol": 1e-6},
         )
         if res.fun < best:
             best_u, best = knots_from_params(res.x), float(res.fun)
@@ -117,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sampler", default="unipc")
     p.add_argument("--options", default='{"order": 3, "variant": "bh1"}', help="sampler options (JSON)")
     p.add_argument("--steps", type=int, nargs="+", default=list(range(2, 11)), help="grid sizes n to design")
-    p.add_argument("--samples", type=int, default=128, help="noise draws per training mixture")
-    p.add_argument("--evals", type=int, default=100, help="Nelder–Mead evaluations per knot per start")
-    p.add_argument("--restarts", type=int, default=0, help="extra Nelder–Mead runs from the best point")
+    p.add_argument("--samples", type=int, default=512, help="noise draws per training mixture")
+    p.add_argument("--evals", type=int, default=100, help="Powell evaluations per knot per start")
+    p.add_argument("--restarts", type=int, default=0, help="extra Powell runs from the best point")
     p.add_argument(
         "--warm-from-table",
         action="store_true",

@@ -19,9 +19,9 @@ __all__ = ["AUTO", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve
 
 # nfe ≥ key → (sampler, options, grid), from benchmarks/results/samplers.md (RMS endpoint error against the
 # exact PF-ODE on Gaussian mixtures, d = 2 and 64). UniPC-3 bh1 on rill's designed grid is the best rill
-# sampler at 3–15 calls for d = 64 (within 1.4× of the best for d = 2) and, on the geometric mean over both
-# dims, still ahead of UniPC-3 bh2 on Karras steps at 20 calls; at 50 calls the latter is 5–10× better,
-# because the designed grid stops at σ ≈ 0.05. Only 20 and 50 are measured there: the switch sits at their
+# sampler at 3–15 calls for d = 64 (within 1.5× of the best for d = 2) and, on the geometric mean over both
+# dims, still ahead of UniPC-3 bh2 on Karras steps at 20 calls; at 50 calls the latter is 10–14× better,
+# because the designed grid stops at σ ≈ 0.06. Only 20 and 50 are measured there: the switch sits at their
 # geometric midpoint.
 AUTO: dict[int, tuple[str, dict, str]] = {
     1: ("unipc", {"order": 3, "variant": "bh1"}, "rill"),
