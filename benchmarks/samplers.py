@@ -27,7 +27,7 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
-NFES = [3, 4, 5, 6, 8, 10, 15, 20, 50]
+NFES = [3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 50]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -7,9 +7,10 @@ so the same table serves any σ range. The knots were found by benchmarks/design
 `python -m benchmarks.design_grid --steps …`): for each n they minimise the RMS endpoint error of DESIGNED_FOR
 against the exact probability-flow ODE solution, pooled over a training family of random Gaussian mixtures
 that the sampler benchmark never uses; the derivation is in docs/samplers.md. The last knot may stop short of
-σ_min (u < 1) where that lowers the error: the final call then denoises from a larger σ. For n beyond the
-table, the knots of the largest designed n are interpolated linearly in (k / (n − 1), u), the way Align Your
-Steps (Sabour et al. 2024) stretches its 10-step schedules.
+σ_min (u < 1) where that lowers the error: the final call then denoises from a larger σ. For an n between
+rows, the two neighbouring rows are resampled to n knots (linearly in (k / (n − 1), u), the way Align Your
+Steps (Sabour et al. 2024) stretches its 10-step schedules) and blended; beyond the table the largest row is
+stretched.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = ["KNOTS", "DESIGNED_FOR", "rill_grid", "knots_for"]
 DESIGNED_FOR = ("unipc", {"order": 3, "variant": "bh1"})  # the solver the knots were optimised for
 # n -> (u_1, …, u_{n−1}) as printed by benchmarks/design_grid.py (σ range 0.002–80 during the design; the
 # commands are listed in docs/samplers.md)
+# fmt: off
 KNOTS: dict[int, tuple[float, ...]] = {
     1: (),
     2: (0.4168,),
@@ -36,16 +38,35 @@ KNOTS: dict[int, tuple[float, ...]] = {
     8: (0.1833, 0.3129, 0.3500, 0.4222, 0.5126, 0.5939, 0.6448),
     9: (0.1189, 0.2788, 0.3385, 0.4002, 0.4872, 0.5843, 0.6192, 0.6885),
     10: (0.1569, 0.2867, 0.3340, 0.3738, 0.4233, 0.4819, 0.5778, 0.6106, 0.6833),
+    15: (
+        0.0983, 0.2124, 0.2983, 0.3231, 0.3668, 0.3928, 0.4343, 0.4419, 0.4905, 0.5319,
+        0.6073, 0.6269, 0.6731, 0.7295,
+    ),
+    20: (
+        0.0655, 0.2191, 0.2978, 0.3303, 0.3614, 0.3892, 0.4142, 0.4406, 0.4468, 0.4751,
+        0.4942, 0.5255, 0.5564, 0.5860, 0.6263, 0.6677, 0.7055, 0.7574, 0.8016,
+    ),
 }
+# fmt: on
+
+
+def _resampled(m: int, n: int) -> np.ndarray:
+    """Row m (with u_0 = 0) resampled to n knots, linearly in (k / (n − 1), u)."""
+    return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, m), np.array([0.0, *KNOTS[m]]))
 
 
 def knots_for(n: int) -> np.ndarray:
-    """Knots u_0 = 0, u_1, …, u_{n−1} of an n-step grid: the table row, or the largest row interpolated."""
+    """Knots u_0 = 0, u_1, …, u_{n−1} of an n-step grid: the table row if there is one; between rows a < n < b
+    rows a and b resampled to n knots and blended with weight (n − a)/(b − a) on b; beyond the table, the
+    largest row stretched (on the training family the blend beat either neighbour alone: docs/samplers.md)."""
     if n in KNOTS:
         return np.array([0.0, *KNOTS[n]])
-    big = max(KNOTS)
-    ref = np.array([0.0, *KNOTS[big]])
-    return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, big), ref)
+    larger = [m for m in KNOTS if m > n]
+    if not larger:
+        return _resampled(max(KNOTS), n)
+    a, b = max(m for m in KNOTS if m < n), min(larger)
+    w = (n - a) / (b - a)
+    return (1 - w) * _resampled(a, n) + w * _resampled(b, n)
 
 
 def rill_grid(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Tensor:

@@ -19,13 +19,12 @@ __all__ = ["AUTO", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve
 
 # nfe ≥ key → (sampler, options, grid), from benchmarks/results/samplers.md (RMS endpoint error against the
 # exact PF-ODE on Gaussian mixtures, d = 2 and 64). UniPC-3 bh1 on rill's designed grid is the best rill
-# sampler at 3–15 calls for d = 64 (within 1.5× of the best for d = 2) and, on the geometric mean over both
-# dims, still ahead of UniPC-3 bh2 on Karras steps at 20 calls; at 50 calls the latter is 10–14× better,
-# because the designed grid stops at σ ≈ 0.06. Only 20 and 50 are measured there: the switch sits at their
-# geometric midpoint.
+# sampler at 3–40 calls for d = 64 (within 1.5× of the best for d = 2 up to 10 calls) and ahead of UniPC-3 bh2
+# on Karras steps up to 40 calls on both; at 50 calls the latter is ahead, because the designed grid (rows up
+# to 20 steps, stretched beyond) stops at σ ≈ 0.016. The switch sits between the measured 40 and 50.
 AUTO: dict[int, tuple[str, dict, str]] = {
     1: ("unipc", {"order": 3, "variant": "bh1"}, "rill"),
-    32: ("unipc", {"order": 3}, "karras"),
+    45: ("unipc", {"order": 3}, "karras"),
 }
 DEFAULT_GRID = "karras"  # grid for an explicitly named sampler when grid=None
 
