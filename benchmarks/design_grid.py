@@ -22,6 +22,7 @@ import torch
 from scipy.optimize import minimize
 
 from benchmarks.samplers import FastMixtureDenoiser, exact_endpoint
+from rill.grids import resample_row
 from rill.samplers import get_sampler
 from rill.schedules import karras
 from rill.toy import GaussianMixture
@@ -91,9 +92,8 @@ def karras_knots(n: int, rho: float = 7.0) -> np.ndarray:
 
 
 def stretch(knots: tuple[float, ...], n: int) -> np.ndarray:
-    """An m-step knot row stretched to n steps (linear in (k/(n − 1), u)), without u_0."""
-    ref = np.array([0.0, *knots])
-    return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(ref)), ref)[1:]
+    """An m-step knot row stretched to n steps (rill.grids.resample_row), without u_0."""
+    return resample_row(knots, n)[1:]
 
 
 def optimise(

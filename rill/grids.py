@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .schedules import _append_zero, _check_range
 
-__all__ = ["KNOTS", "DESIGNED_FOR", "rill_grid", "knots_for"]
+__all__ = ["KNOTS", "DESIGNED_FOR", "rill_grid", "knots_for", "resample_row"]
 
 DESIGNED_FOR = ("unipc", {"order": 3, "variant": "bh1"})  # the solver the knots were optimised for
 # n -> (u_1, …, u_{n−1}) as printed by benchmarks/design_grid.py (σ range 0.002–80 during the design; the
@@ -50,9 +50,10 @@ KNOTS: dict[int, tuple[float, ...]] = {
 # fmt: on
 
 
-def _resampled(m: int, n: int) -> np.ndarray:
-    """Row m (with u_0 = 0) resampled to n knots, linearly in (k / (n − 1), u)."""
-    return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, m), np.array([0.0, *KNOTS[m]]))
+def resample_row(knots: tuple[float, ...], n: int) -> np.ndarray:
+    """A knot row (u_1, …) resampled to n knots u_0 = 0, …, u_{n−1}, linearly in (k / (n − 1), u)."""
+    ref = np.array([0.0, *knots])
+    return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(ref)), ref)
 
 
 def knots_for(n: int) -> np.ndarray:
@@ -63,10 +64,10 @@ def knots_for(n: int) -> np.ndarray:
         return np.array([0.0, *KNOTS[n]])
     larger = [m for m in KNOTS if m > n]
     if not larger:
-        return _resampled(max(KNOTS), n)
+        return resample_row(KNOTS[max(KNOTS)], n)
     a, b = max(m for m in KNOTS if m < n), min(larger)
     w = (n - a) / (b - a)
-    return (1 - w) * _resampled(a, n) + w * _resampled(b, n)
+    return (1 - w) * resample_row(KNOTS[a], n) + w * resample_row(KNOTS[b], n)
 
 
 def rill_grid(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Tensor:
