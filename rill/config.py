@@ -31,7 +31,7 @@ __all__ = [
 
 PARAMETRISATIONS = ("edm", "epsilon", "v")
 MIXED_PRECISION = ("no", "bf16", "fp16")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "cooldown")
 NET_KINDS = ("unet2d", "unet1d", "mlp")
 
 
@@ -113,7 +113,8 @@ class TrainConfig:
     minutes: float | None = None
     batch_size: int = 64  # global batch (split over processes)
     lr: float = 1e-3
-    lr_schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at `steps`)
+    lr_schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at `steps`) | cooldown (below)
+    cooldown_steps: int = 0  # "cooldown": constant, then linear to 0 over the last cooldown_steps
     warmup_steps: int = 100
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
@@ -158,6 +159,15 @@ class TrainConfig:
             )
         _check_range("lr", self.lr, 0.0, math.inf, lo_open=True)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if int(self.cooldown_steps) != self.cooldown_steps or self.cooldown_steps < 0:
+            raise ValueError(f"cooldown_steps must be a non-negative integer, got {self.cooldown_steps!r}")
+        if self.lr_schedule == "cooldown":
+            if self.steps is None or not 0 < self.cooldown_steps <= self.steps - self.warmup_steps:
+                raise ValueError(
+                    "lr_schedule 'cooldown' decays to 0 at `steps`: it needs --steps and "
+                    f"0 < cooldown_steps <= steps - warmup_steps (got steps={self.steps}, "
+                    f"cooldown_steps={self.cooldown_steps}, warmup_steps={self.warmup_steps})"
+                )
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
@@ -307,6 +317,8 @@ _FLAGS = {  # flag -> (config key, type, help)
     "--minutes": ("minutes", float, "wall-clock budget in minutes"),
     "--batch-size": ("batch_size", int, "global batch size"),
     "--lr": ("lr", float, "peak learning rate (AdamW)"),
+    "--lr-schedule": ("lr_schedule", str, "after warm-up: constant, cosine (to 0 at --steps) or cooldown"),
+    "--cooldown-steps": ("cooldown_steps", int, "lr-schedule cooldown: linear to 0 over the last N steps"),
     "--out": ("out_dir", str, "output folder (checkpoints/, samples/, log.csv, model.safetensors)"),
     "--seed": ("seed", int, "seed of the weights, data order and noise"),
     "--objective": ("model.parametrisation", str, "edm (default), epsilon or v"),

@@ -46,6 +46,9 @@ __all__ = ["train", "main", "main_train", "dry_run", "NonFiniteLossError", "Trai
 # fields a resumed run may change; anything else must equal the checkpoint's config (or it is another run)
 RESUMABLE_CHANGES = ("steps", "minutes", "out_dir", "sample_every", "checkpoint_every", "keep_last",
                      "log_every", "preview_prompts", "num_threads", "cpu")  # fmt: skip
+# these may change too, but only where the steps already taken keep their learning rate (checked step by
+# step), so the resumed run still equals one uninterrupted run of the new config
+SCHEDULE_CHANGES = ("lr_schedule", "cooldown_steps")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,9 +67,13 @@ class TrainingInterrupted(Exception):
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Learning-rate multiplier for the (0-based) step: linear warm-up, then constant or cosine to 0."""
+    """Learning-rate multiplier for the (0-based) step: linear warm-up, then constant, cosine to 0, or
+    constant with a linear cooldown to 0 over the last `cooldown_steps` (warmup-stable-decay; Hägele et al.
+    2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations", §3)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cooldown" and cfg.steps:
+        return min(1.0, max(0.0, (cfg.steps - step) / cfg.cooldown_steps))
     if cfg.lr_schedule == "cosine" and cfg.steps:
         progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
@@ -98,14 +105,29 @@ def _resolve_resume(cfg: TrainConfig, resume: bool | str | Path) -> Checkpoint |
         )
     ckpt = load_checkpoint(path)
     saved, now = ckpt.state["config"], config_to_dict(cfg)
-    diff = sorted(k for k in saved if k not in RESUMABLE_CHANGES and k != "model" and saved[k] != now.get(k))
+    skip = (*RESUMABLE_CHANGES, *SCHEDULE_CHANGES, "model")
+    diff = sorted(k for k in saved if k not in skip and saved.get(k) != now.get(k))
     if diff:
         raise ValueError(
             f"--resume: the config differs from the checkpoint's in {diff} "
             f"(checkpoint: {[saved[k] for k in diff]}, now: {[now.get(k) for k in diff]}); "
             f"only {list(RESUMABLE_CHANGES)} may change when resuming"
         )
+    _check_same_past_schedule(train_config_from_dict(saved), cfg, ckpt.step)
     return ckpt
+
+
+def _check_same_past_schedule(old: TrainConfig, new: TrainConfig, done: int) -> None:
+    """A resumed run may change its learning-rate schedule (or `steps`) only from the resumed step on."""
+    for s in range(done):
+        a, b = lr_factor(s, old), lr_factor(s, new)
+        if not math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0):
+            raise ValueError(
+                f"--resume: the learning-rate schedule now differs at step {s} (multiplier {b:.6g}, the "
+                f"checkpoint's run used {a:.6g}), before the resumed step {done}; a resumed run must keep "
+                "the learning rates of the steps already taken: change --steps, --lr-schedule or "
+                "--cooldown-steps so the new schedule only differs from there on (or start a new run)"
+            )
 
 
 class _RunLog:

@@ -159,6 +159,34 @@ def test_lr_warmup_and_cosine(tmp_path):
     assert lr_factor(14, cfg) == pytest.approx(0.0)
 
 
+def test_lr_cooldown_and_its_errors(tmp_path):
+    cfg = tiny(tmp_path, warmup_steps=2, steps=12, lr_schedule="cooldown", cooldown_steps=4)
+    got = [lr_factor(s, cfg) for s in range(13)]
+    assert got[:2] == [0.5, 1.0] and got[2:9] == [1.0] * 7  # warm-up, then constant up to steps - cooldown
+    assert got[9:] == pytest.approx([0.75, 0.5, 0.25, 0.0])  # linear to 0 at `steps`
+    with pytest.raises(ValueError, match="needs --steps and 0 < cooldown_steps"):
+        tiny(tmp_path, lr_schedule="cooldown", cooldown_steps=0)
+    with pytest.raises(ValueError, match="needs --steps"):
+        tiny(tmp_path, steps=None, minutes=1.0, lr_schedule="cooldown", cooldown_steps=3)
+
+
+def test_resume_may_add_a_cooldown_only_after_the_steps_taken(tmp_path):
+    """Constant lr for 6 steps, then resumed with a cooldown from step 6 to 10 == one run of that schedule."""
+    sched = {"steps": 10, "lr_schedule": "cooldown", "cooldown_steps": 4}
+    straight = train(tiny(tmp_path / "a", **sched), progress=False)
+    train(tiny(tmp_path / "b"), progress=False)  # constant schedule, 6 steps
+    resumed = train(tiny(tmp_path / "b", **sched), resume=True, progress=False)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    a, b = load_model(straight), load_model(resumed)
+    assert all(torch.equal(a.net.state_dict()[k], v) for k, v in b.net.state_dict().items())
+    # a cooldown that would have lowered the rate of steps already taken is refused, naming the step
+    with pytest.raises(ValueError, match="schedule now differs at step 5 "):
+        cfg = tiny(tmp_path / "b", steps=12, lr_schedule="cooldown", cooldown_steps=8)
+        train(cfg, resume=True, progress=False)
+    with pytest.raises(ValueError, match="schedule now differs at step 3 "):  # cosine: below 1 from step 3
+        train(tiny(tmp_path / "b", steps=10, lr_schedule="cosine"), resume=True, progress=False)
+
+
 def test_ema_halflife_in_images():
     net = torch.nn.Linear(2, 1, bias=False)
     torch.nn.init.zeros_(net.weight)
