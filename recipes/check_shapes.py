@@ -52,7 +52,13 @@ def main() -> None:
     p.add_argument("--guidance", type=float, nargs="+", default=[3.0], help="one or more scales to sweep")
     p.add_argument("--nfe", type=int, default=25)
     p.add_argument("--sampler", default="auto")
-    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1000, help="noise seed of the first prompt (then +1 each)")
+    p.add_argument(
+        "--prompt-seed",
+        type=int,
+        default=12345,
+        help="seed of the fresh scenes whose captions are the prompts (12345 = the recipe's test prompts)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--grid", help="also save the first 64 images as a PNG grid here")
     args = p.parse_args()
@@ -67,10 +73,11 @@ def main() -> None:
     model = load_model(args.model) if args.model.endswith(".safetensors") else bundled_model(args.model)
     splits = {}
     for split in ("train", "heldout"):
-        ds = load_dataset("shapes", split=split, seed=12345)  # scenes the model was not trained on
+        ds = load_dataset("shapes", split=split, seed=args.prompt_seed)  # scenes the model was not trained on
         splits[split] = [ds.caption(i) for i in range(args.n)]
     for guidance in args.guidance:
-        out = {"model": args.model, "guidance": guidance, "nfe": args.nfe, "sampler": args.sampler}
+        out = {"model": args.model, "guidance": guidance, "nfe": args.nfe, "sampler": args.sampler,
+               "seed": args.seed, "prompt_seed": args.prompt_seed}  # fmt: skip
         t0 = time.perf_counter()
         for split, prompts in splits.items():
             # one prompt per call with its own seed: every image has its own starting noise
