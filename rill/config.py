@@ -150,7 +150,7 @@ class TrainConfig:
         for name in ("batch_size", "log_every"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "sample_every", "checkpoint_every", "keep_last"):
+        for name in ("warmup_steps", "cooldown_steps", "sample_every", "checkpoint_every", "keep_last"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
         if self.keep_last < 1:
@@ -159,8 +159,6 @@ class TrainConfig:
             )
         _check_range("lr", self.lr, 0.0, math.inf, lo_open=True)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        if int(self.cooldown_steps) != self.cooldown_steps or self.cooldown_steps < 0:
-            raise ValueError(f"cooldown_steps must be a non-negative integer, got {self.cooldown_steps!r}")
         if self.lr_schedule == "cooldown":
             if self.steps is None or not 0 < self.cooldown_steps <= self.steps - self.warmup_steps:
                 raise ValueError(

@@ -111,7 +111,8 @@ def _resolve_resume(cfg: TrainConfig, resume: bool | str | Path) -> Checkpoint |
         raise ValueError(
             f"--resume: the config differs from the checkpoint's in {diff} "
             f"(checkpoint: {[saved[k] for k in diff]}, now: {[now.get(k) for k in diff]}); "
-            f"only {list(RESUMABLE_CHANGES)} may change when resuming"
+            f"only {list(RESUMABLE_CHANGES)} may change when resuming (and {list(SCHEDULE_CHANGES)} for the "
+            "steps not taken yet)"
         )
     _check_same_past_schedule(train_config_from_dict(saved), cfg, ckpt.step)
     return ckpt

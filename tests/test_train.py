@@ -180,9 +180,9 @@ def test_resume_may_add_a_cooldown_only_after_the_steps_taken(tmp_path):
     a, b = load_model(straight), load_model(resumed)
     assert all(torch.equal(a.net.state_dict()[k], v) for k, v in b.net.state_dict().items())
     # a cooldown that would have lowered the rate of steps already taken is refused, naming the step
+    longer = tiny(tmp_path / "b", steps=12, lr_schedule="cooldown", cooldown_steps=8)
     with pytest.raises(ValueError, match="schedule now differs at step 5 "):
-        cfg = tiny(tmp_path / "b", steps=12, lr_schedule="cooldown", cooldown_steps=8)
-        train(cfg, resume=True, progress=False)
+        train(longer, resume=True, progress=False)
     with pytest.raises(ValueError, match="schedule now differs at step 3 "):  # cosine: below 1 from step 3
         train(tiny(tmp_path / "b", steps=10, lr_schedule="cosine"), resume=True, progress=False)
 
