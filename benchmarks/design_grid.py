@@ -22,10 +22,10 @@ import torch
 from scipy.optimize import minimize
 
 from benchmarks.samplers import FastMixtureDenoiser, exact_endpoint
-from rill.grids import resample_row
+from rill.core.designed_grid import resample_row
+from rill.core.grids import karras
+from rill.core.mixture import GaussianMixture
 from rill.samplers import get_sampler
-from rill.schedules import karras
-from rill.toy import GaussianMixture
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
 MIN_GAP = 1e-3  # smallest knot spacing in u (σ ratio ≥ 1.01 between steps on the 0.002–80 range)
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         if (
             args.warm_from_table
         ):  # refine the stored table (coarse-to-fine: also the half-size grid stretched)
-            from rill.grids import KNOTS
+            from rill.core.designed_grid import KNOTS
 
             smaller = [m for m in KNOTS if 1 < m < n]
             for m in {n, max(smaller, default=0), (n + 1) // 2} & set(KNOTS) - {1}:

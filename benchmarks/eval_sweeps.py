@@ -64,7 +64,7 @@ def _pick(r: dict) -> dict:
 def sweep_model(
     name: str, samplers: list[str], nfes: list[int], guidances: list[float], n: int, path: str | None = None
 ) -> dict:
-    from rill.evaluate import evaluate_model
+    from rill.eval import evaluate_model
     from rill.model import bundled_model, load_model
 
     model = load_model(path) if path else bundled_model(name)
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     (folder / "eval_sweeps.md").write_text(markdown(results))
     print(f"wrote {path} and eval_sweeps.md in {results['seconds']}s")
     if args.write_docs:
-        from rill.eval.report import write_quality_doc
+        from benchmarks.quality_report import write_quality_doc
 
         print(f"wrote {write_quality_doc(folder)}")
     return 0

@@ -36,13 +36,13 @@ def mark(name):
     w, c = time.perf_counter() - t0, time.process_time() - c0
     marks.append((name, w - prev[0], c - prev[1])); prev[:] = [w, c]
 import torch; mark("import torch")
-import rill.cli; threads = rill.cli.set_threads()
-import rill.explain, rill.generate, rill.model, rill.sampling; mark("import rill modules")
-model = rill.model.load_model(rill.cli.bundled_path("digits")); mark("load the digits model")
-enc = model.text_encoder; mark("load MiniLM (tokenizer + weights)")
+import rill.app.cli; threads = rill.app.cli.set_threads()
+import rill.inference, rill.model, rill.samplers, rill.viz; mark("import rill modules")
+model = rill.model.load_model(rill.app.cli.bundled_path("digits")); mark("load the digits model")
+enc = model.load_text_encoder(); mark("load MiniLM (tokenizer + weights)")
 model.encode([sys.argv[2], ""]); mark("encode the prompt and ''")
-images = rill.generate.generate(model, sys.argv[2], n=4, nfe=16, seed=0); mark("sample 4 images, 16 NFE")
-rill.explain.save_png(images[0], sys.argv[1]); mark("write the first PNG")
+images = rill.inference.generate(model, sys.argv[2], n=4, nfe=16, seed=0); mark("sample 4 images, 16 NFE")
+rill.viz.save_png(images[0], sys.argv[1]); mark("write the first PNG")
 print(json.dumps({"threads": threads, "marks": marks, "transformers": "transformers" in sys.modules}))
 """
 
@@ -51,7 +51,7 @@ MINILM_PATHS = r"""
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
 import torch
-from rill.text import HFTextEncoder, minilm_path
+from rill.conditioning.text import HFTextEncoder, minilm_path
 torch.set_num_threads(1)
 times, outs = {"torch": [time.perf_counter() - t0, time.process_time() - c0]}, {}
 for key, name in (("plain", "minilm"), ("transformers", minilm_path())):

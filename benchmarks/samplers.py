@@ -160,7 +160,7 @@ def run_rill(
 def accuracy(dim: int, samples: int, seed: int, nfes: list[int]) -> tuple[list[dict], float, float]:
     """Rows {label, family, grid, nfe, calls, rms, sw}, the SW noise floor, and the reference time."""
     from benchmarks._peer import run_peer
-    from rill.toy import GaussianMixture
+    from rill.core.mixture import GaussianMixture
 
     gm = GaussianMixture.random(dim, 8, std_range=(0.03, 0.25), seed=seed)
     den = FastMixtureDenoiser(gm)
@@ -203,8 +203,7 @@ def overhead(batch: int = 1024, dim: int = 64, nfe: int = 50, repeats: int = 5) 
     of
     `repeats` rounds, each round timing every sampler once (interleaved, so all see the same machine load)."""
     from benchmarks._peer import make_scheduler, peer_config, peer_steps, run_scheduler
-    from rill.samplers import get_sampler
-    from rill.sampling import resolve, sigmas_for
+    from rill.samplers import get_sampler, resolve, sigmas_for
 
     zeros = torch.zeros(batch, dim)
     z = torch.randn(batch, dim, generator=torch.Generator().manual_seed(0))

@@ -51,8 +51,8 @@ TOKENS = 16  # text tokens per caption (MiniLM width 384)
 
 
 def _rill_step(case: str, batch: int):
-    from rill.config import train_preset
     from rill.model import DiffusionModel
+    from rill.train import train_preset
 
     cfg = train_preset(CASES[case][0])
     model = DiffusionModel(cfg.model)

@@ -33,8 +33,8 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rill.denoisers import VPAdapter  # noqa: E402
-from rill.schedules import VPSchedule  # noqa: E402
+from rill.core.parametrisations import VPAdapter  # noqa: E402
+from rill.core.schedules import VPSchedule  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -61,7 +61,7 @@ class CaptionBank:
     """Every distinct caption (and "") encoded once with MiniLM; all-padding columns dropped."""
 
     def __init__(self, captions: list[str]):
-        from rill.text import HFTextEncoder
+        from rill.conditioning.text import HFTextEncoder
 
         enc = HFTextEncoder("minilm")
         self.encoder = enc
@@ -163,10 +163,9 @@ def peer_stepper(
 def rill_stepper(bank: CaptionBank, images: Tensor, captions: list[str], batch_size: int, seed: int):
     """rill's digits recipe, one step per call: the preset's TrainConfig through the calls rill.train makes
     (DiffusionModel.loss = EDM loss, AdamW, warm-up via rill.train.lr_factor, grad clipping, rill.ema.EMA)."""
-    from rill.config import train_preset
-    from rill.ema import EMA
     from rill.model import DiffusionModel
-    from rill.train import lr_factor
+    from rill.train import lr_factor, train_preset
+    from rill.train.ema import EMA
 
     cfg = train_preset("digits", batch_size=batch_size, seed=seed)
     torch.manual_seed(seed)
@@ -247,10 +246,9 @@ def train_interleaved(minutes: float, batch_size: int, lr: float, seed: int) -> 
 # fmt: off
 def train_sequential(minutes: float, batch_size: int, lr: float, work: Path, threads: int) -> dict:
     """`rill.train` with the digits preset for `minutes` of wall clock, then the peer for as long."""
-    from rill.config import train_preset
     from rill.data import load_dataset
     from rill.model import load_model
-    from rill.train import train
+    from rill.train import train, train_preset
 
     cfg = train_preset("digits", minutes=minutes, steps=10**8, batch_size=batch_size,
                        out_dir=str(work / "rill"), data_kwargs={"split": "train"}, sample_every=0,
@@ -354,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from rill.evaluate import evaluate_model
+    from rill.eval import evaluate_model
 
     print(f"training rill and the diffusers peer ({args.mode}), {args.minutes} min each ...", flush=True)
     if args.mode == "interleaved":

@@ -32,7 +32,7 @@ def main() -> None:
 
     from rill.data.digits import CAPTION_TEMPLATES, NUMBER_WORDS
     from rill.eval.adherence import DigitJudge, digit_adherence
-    from rill.generate import generate
+    from rill.inference.generate import generate
     from rill.model import bundled_model, load_model
 
     model = load_model(args.model) if args.model.endswith(".safetensors") else bundled_model(args.model)

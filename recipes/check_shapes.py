@@ -67,7 +67,7 @@ def main() -> None:
 
     from rill.data import load_dataset
     from rill.eval.shapes_check import check_image
-    from rill.generate import generate
+    from rill.inference.generate import generate
     from rill.model import bundled_model, load_model
 
     model = load_model(args.model) if args.model.endswith(".safetensors") else bundled_model(args.model)
@@ -97,7 +97,7 @@ def main() -> None:
                 ]
             )
             if args.grid and split == "train":
-                from rill.explain import save_grid
+                from rill.viz import save_grid
 
                 stem, ext = os.path.splitext(args.grid)
                 path = args.grid if len(args.guidance) == 1 else f"{stem}_g{guidance:g}{ext or '.png'}"

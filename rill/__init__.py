@@ -9,12 +9,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "sample": ("rill.sampling", "sample"),
+    "sample": ("rill.samplers", "sample"),
     "SAMPLERS": ("rill.samplers", "SAMPLERS"),
-    "GaussianMixture": ("rill.toy", "GaussianMixture"),
-    "EDMPrecond": ("rill.denoisers", "EDMPrecond"),
-    "VPAdapter": ("rill.denoisers", "VPAdapter"),
-    "CFGDenoiser": ("rill.denoisers", "CFGDenoiser"),
+    "GaussianMixture": ("rill.core.mixture", "GaussianMixture"),
+    "EDMPrecond": ("rill.core.parametrisations", "EDMPrecond"),
+    "VPAdapter": ("rill.core.parametrisations", "VPAdapter"),
+    "CFGDenoiser": ("rill.core.guidance", "CFGDenoiser"),
+    "generate": ("rill.inference", "generate"),
+    "bundled_model": ("rill.model", "bundled_model"),
+    "load_model": ("rill.model", "load_model"),
 }
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from rill.cli import main
+from rill.app.cli import main
 
 sys.exit(main())

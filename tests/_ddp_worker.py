@@ -14,16 +14,16 @@ from safetensors.torch import save_file
 
 torch.set_num_threads(1)
 
-from rill import train as rill_train  # noqa: E402
-from rill.config import train_preset  # noqa: E402
 from rill.model import DiffusionModel  # noqa: E402
+from rill.train import batches as rill_batches  # noqa: E402
+from rill.train import train, train_preset  # noqa: E402
 
 
 def main(out: Path) -> None:
     rank = int(os.environ["RANK"])
     seen: list[list[int]] = []
     state: dict[str, object] = {}
-    real_get, real_loss = rill_train.ShardedBatches.get, DiffusionModel.loss
+    real_get, real_loss = rill_batches.ShardedBatches.get, DiffusionModel.loss
 
     def get(self, step):
         x0, captions, idx = real_get(self, step)
@@ -37,7 +37,7 @@ def main(out: Path) -> None:
             state["initial"] = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
         return real_loss(self, *args, **kw)
 
-    rill_train.ShardedBatches.get, DiffusionModel.loss = get, loss
+    rill_batches.ShardedBatches.get, DiffusionModel.loss = get, loss
     cfg = train_preset(
         "digits",
         out_dir=str(out / "run"),
@@ -50,7 +50,7 @@ def main(out: Path) -> None:
         num_threads=1,
         **{"model.text_encoder": "digits", "model.net_overrides": {"channels": 16}},
     )
-    rill_train.train(cfg, progress=False)
+    train(cfg, progress=False)
     final = {f"final.{k}": v.detach().contiguous() for k, v in state["model"].net.state_dict().items()}
     initial = {f"initial.{k}": v.contiguous() for k, v in state["initial"].items()}
     save_file({**final, **initial}, str(out / f"rank{rank}.safetensors"))

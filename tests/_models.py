@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rill.config import ModelConfig
-from rill.model import DiffusionModel
+from rill.model import DiffusionModel, ModelConfig
 
 
 def tiny_digits_model(seed: int = 0, scale: float = 0.2, **config) -> DiffusionModel:

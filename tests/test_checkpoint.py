@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from rill.checkpoint import (
+from rill.model import DiffusionModel, ModelConfig, bundled_model, load_model, read_safetensors, save_model
+from rill.train.checkpoint import (
     Checkpoint,
     CheckpointError,
     capture_rng,
@@ -24,8 +25,6 @@ from rill.checkpoint import (
     unflatten_optimizer_state,
     verify_checkpoint,
 )
-from rill.config import ModelConfig
-from rill.model import DiffusionModel, bundled_model, load_model, read_safetensors, save_model
 
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

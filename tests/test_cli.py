@@ -12,7 +12,7 @@ import pytest
 import torch
 from _models import tiny_digits_model
 
-from rill.cli import choose_bundled, main
+from rill.app.cli import choose_bundled, main
 
 torch.set_num_threads(1)
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -80,9 +80,9 @@ def test_generate_png_matches_generate_api(tiny_ckpt, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from rill.explain import to_uint8
-    from rill.generate import generate
+    from rill.inference.generate import generate
     from rill.model import load_model
+    from rill.viz import to_uint8
 
     assert (
         main(
@@ -178,7 +178,7 @@ def test_choose_bundled():
 
 
 def test_import_is_light():
-    code = "import sys, rill.cli; print(any(m in sys.modules for m in ('torch', 'transformers', 'PIL')))"
+    code = "import sys, rill.app.cli; print(any(m in sys.modules for m in ('torch', 'transformers', 'PIL')))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert r.stdout.strip() == "False", r.stderr
 

@@ -36,8 +36,8 @@ from benchmarks._peer import (  # noqa: E402
     scheduler_grid,
     timestep_gap,
 )
+from rill.core.mixture import GaussianMixture  # noqa: E402
 from rill.samplers import get_sampler  # noqa: E402
-from rill.toy import GaussianMixture  # noqa: E402
 
 RTOL = 1e-4
 _K = {"use_karras_sigmas": True}

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from rill.conditioning.labels import NUMBER_WORDS
 from rill.data import DATASET_SPECS, load_dataset
 from rill.data.digits import CAPTION_TEMPLATES, DigitsDataset
 from rill.data.points import GAUSSIANS8_CENTRES, GAUSSIANS8_NAMES, POINT_SETS
@@ -28,7 +29,6 @@ from rill.data.shapes import (
     semantic_scene,
 )
 from rill.data.signals import WAVE_CAPTIONS, SignalsDataset
-from rill.text import NUMBER_WORDS
 
 
 def test_import_is_light():

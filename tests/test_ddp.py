@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rill.checkpoint import latest_checkpoint, load_checkpoint
-from rill.train import batch_indices
+from rill.train.batches import batch_indices
+from rill.train.checkpoint import latest_checkpoint, load_checkpoint
 
 WORKER = Path(__file__).with_name("_ddp_worker.py")
 

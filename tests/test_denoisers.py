@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from rill.denoisers import CFGDenoiser, EDMPrecond, VPAdapter, score
-from rill.schedules import VPSchedule
-from rill.toy import GaussianMixture
+from rill.core.denoiser import score
+from rill.core.guidance import CFGDenoiser
+from rill.core.mixture import GaussianMixture
+from rill.core.parametrisations import EDMPrecond, VPAdapter
+from rill.core.schedules import VPSchedule
 
 
 class Recorder(nn.Module):
@@ -85,14 +87,14 @@ def vp_model(gm: GaussianMixture, schedule: VPSchedule, prediction: str):
         eps = (x - d) / s[:, None]
         if prediction == "epsilon":
             return eps
-        if prediction == "v_prediction":  # v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0
+        if prediction == "v":  # v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0
             return alpha * eps - (1 - alpha**2).sqrt() * d
         return d
 
     return model
 
 
-@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("prediction", ["epsilon", "v", "x0"])
 def test_vp_adapter_recovers_the_exact_denoiser(prediction):
     gm = GaussianMixture.random(3, 4, seed=2)
     schedule = VPSchedule.make("scaled_linear", 1000, 0.00085, 0.012)

@@ -7,9 +7,9 @@ import torch
 
 from rill.data import load_dataset
 from rill.data.shapes import parse_caption, render_scene
+from rill.eval import DigitJudge, check_image, check_images, detect_objects, digit_adherence
 from rill.eval.adherence import digit_of_prompt
 from rill.eval.shapes_check import is_heldout_prompt
-from rill.evaluate import DigitJudge, check_image, check_images, detect_objects, digit_adherence
 
 torch.set_num_threads(1)
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from _models import tiny_digits_model
 
+from rill.eval.cli import main, main_eval
 from rill.eval.features import FeatureCNN
 from rill.eval.run import evaluate_model, format_table, read_prompt_file
-from rill.evaluate import main, main_eval
 from rill.model import DiffusionModel, save_model
 
 torch.set_num_threads(1)
@@ -99,7 +99,7 @@ def test_end_to_end_pipeline_and_n_below_two(tmp_path):
 
 
 def test_quality_doc_is_written_from_results(tmp_path):
-    from rill.eval.report import write_quality_doc
+    from benchmarks.quality_report import write_quality_doc
 
     results = tmp_path / "results"
     results.mkdir()

@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
-from rill.evaluate import ClipScorer, HFImageFeatures, frechet_distance  # noqa: E402
+from rill.eval import ClipScorer, HFImageFeatures, frechet_distance  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from rill.evaluate import bits_per_dim, log_likelihood
-from rill.toy import GaussianMixture
+from rill.core.mixture import GaussianMixture
+from rill.eval import bits_per_dim, log_likelihood
 
 torch.set_num_threads(1)
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0

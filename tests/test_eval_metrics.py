@@ -8,13 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rill.evaluate import (
-    diversity,
-    frechet_distance,
-    frechet_distance_from_stats,
-    precision_recall,
-    saturation,
-)
+from rill.eval import diversity, frechet_distance, frechet_distance_from_stats, precision_recall, saturation
 
 torch.set_num_threads(1)
 

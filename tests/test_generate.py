@@ -6,9 +6,9 @@ import pytest
 import torch
 from _models import tiny_digits_model
 
-from rill.explain import denoising_strip, make_grid, save_gif, save_grid, to_uint8
-from rill.generate import generate, pick_device
+from rill.inference.generate import generate, pick_device
 from rill.model import DiffusionModel
+from rill.viz import denoising_strip, make_grid, save_gif, save_grid, to_uint8
 
 torch.set_num_threads(1)
 
@@ -143,8 +143,8 @@ def test_denoising_strip_records_every_step(model, tmp_path):
 
 
 def test_unconditional_non_image_model_is_not_clamped():
-    from rill.config import ModelConfig as MC
-    from rill.sampling import sample
+    from rill.model import ModelConfig as MC
+    from rill.samplers import sample
 
     # a fresh MLP predicts F = 0, so D(x; σ) = c_skip·x and samples end near σ_data·n: far outside [-1, 1]
     model = DiffusionModel(

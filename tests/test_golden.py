@@ -31,11 +31,10 @@ MIXTURE_CASES = [("auto", 5, None), ("auto", 10, None), ("unipc", 8, "karras"), 
 
 
 def _cases():
-    from rill.generate import generate
-    from rill.model import bundled_model
-    from rill.toy import GaussianMixture
-
     import rill
+    from rill.core.mixture import GaussianMixture
+    from rill.inference.generate import generate
+    from rill.model import bundled_model
 
     digits = bundled_model("digits")
     for sampler in DIGIT_SAMPLERS:
@@ -53,7 +52,11 @@ def _cases():
         yield (
             f"shapes/{sampler}",
             lambda s=sampler: generate(
-                shapes, ["a large blue circle to the left of a small red square"], n=2, nfe=6, sampler=s,
+                shapes,
+                ["a large blue circle to the left of a small red square"],
+                n=2,
+                nfe=6,
+                sampler=s,
                 seed=5,
             ),
         )

@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 
-from rill.denoisers import EDMPrecond
-from rill.losses import edm_loss, edm_weight, min_snr_weight, vp_loss
-from rill.schedules import VPSchedule
-from rill.toy import GaussianMixture
+from rill.core.mixture import GaussianMixture
+from rill.core.parametrisations import EDMPrecond, edm_loss, edm_weight, min_snr_weight, vp_loss
+from rill.core.schedules import VPSchedule
 
 torch.set_num_threads(1)
 
@@ -48,8 +47,9 @@ def test_min_snr_weight_hand_values():
     assert torch.allclose(min_snr_weight(snr, 5.0, "epsilon"), torch.tensor([1.0, 1.0, 0.25]))
     assert torch.allclose(min_snr_weight(snr, 5.0, "v"), torch.tensor([0.5 / 1.5, 5 / 6, 5 / 21]))
     assert torch.equal(min_snr_weight(snr, None, "v"), torch.ones(3))
-    with pytest.raises(ValueError, match="prediction 'x0'"):
-        min_snr_weight(snr, 5.0, "x0")
+    assert torch.allclose(min_snr_weight(snr, 5.0, "x0"), torch.tensor([0.5, 5.0, 5.0]))  # min(SNR, γ)
+    with pytest.raises(ValueError, match="prediction type 'sample'"):  # one name per type: "x0"
+        min_snr_weight(snr, 5.0, "sample")
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])

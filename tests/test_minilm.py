@@ -1,4 +1,5 @@
-"""rill.minilm's plain-torch MiniLM against transformers: same token ids, same outputs, no heavy import."""
+"""rill.conditioning.minilm's plain-torch MiniLM against transformers: same token ids, same outputs, no heavy
+import."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may touch the network
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 torch.set_num_threads(1)
 
-from rill import minilm  # noqa: E402
-from rill.text import HFTextEncoder, load_text_encoder, minilm_path  # noqa: E402
+from rill.conditioning import minilm  # noqa: E402
+from rill.conditioning.text import HFTextEncoder, load_text_encoder, minilm_path  # noqa: E402
 
 PROMPTS = [
     "",
@@ -126,9 +127,9 @@ def test_config_rejects_unsupported(tmp_path):
 
 def test_no_transformers_import():
     code = (
-        "import sys, rill.text\n"
+        "import sys, rill.conditioning.text as text\n"
         "bad = {'transformers', 'tokenizers', 'safetensors'} & set(sys.modules); assert not bad, bad\n"
-        "enc = rill.text.load_text_encoder('minilm'); enc.encode(['a handwritten digit 7', ''])\n"
+        "enc = text.load_text_encoder('minilm'); enc.encode(['a handwritten digit 7', ''])\n"
         "assert type(enc.model).__name__ == 'BertEncoder', type(enc.model)\n"
         "assert 'transformers' not in sys.modules, [m for m in sys.modules if 'transformers' in m][:5]\n"
     )

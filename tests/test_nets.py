@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 import rill.nets
-from rill.nets import MLP, PRESETS, UNet1D, UNet2D, build_net, count_parameters, net_config
+from rill.nets import MLP, NETS, UNet1D, UNet2D, build_net, count_parameters, net_config, preset_table
 from rill.nets.layers import patchify, unpatchify
-from rill.nets.presets import preset_table
+
+PRESETS = {kind: entry.presets for kind, entry in NETS.items()}
 
 D = 24  # token / pooled width in the small test nets
 
@@ -262,7 +263,7 @@ def test_preset_table_and_sizes() -> None:
 
 def test_imports_are_light() -> None:
     """rill.nets imports only torch, the standard library and itself (never transformers / matplotlib)."""
-    allowed = {"torch", "rill", "__future__", "dataclasses", "math", "typing"}
+    allowed = {"torch", "rill", "__future__", "dataclasses", "math", "typing", "collections"}
     for path in Path(rill.nets.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

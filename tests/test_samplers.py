@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from rill.core.grids import karras
+from rill.core.mixture import GaussianMixture
 from rill.samplers import INFO, SAMPLERS, get_sampler
-from rill.schedules import karras
-from rill.toy import GaussianMixture
 
 NAMES = list(SAMPLERS)
 STOCHASTIC = [n for n in NAMES if INFO[n].stochastic]

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 import rill
-from rill.grids import KNOTS, rill_grid
-from rill.samplers import INFO, SAMPLERS
-from rill.sampling import AUTO, resolve, sample, sigmas_for, steps_for
-from rill.schedules import karras, make_grid
-from rill.toy import GaussianMixture
+from rill.core.designed_grid import KNOTS, rill_grid
+from rill.core.grids import karras, make_grid
+from rill.core.mixture import GaussianMixture
+from rill.samplers import AUTO, INFO, SAMPLERS, resolve, sample, sigmas_for, steps_for
 
 torch.set_num_threads(1)
 
@@ -180,7 +179,7 @@ def test_budget_below_one_step_names_the_minimum(monkeypatch):
     """No registered sampler needs > 1 call for one step today; a costlier one must name its minimum."""
     import dataclasses
 
-    from rill import sampling
+    from rill.samplers import budget as sampling
 
     costly = dataclasses.replace(INFO["heun"], nfe=lambda n, opts: 2 * n + 1)
     monkeypatch.setitem(sampling.INFO, "heun", costly)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rill.toy import GaussianMixture
+from rill.core.mixture import GaussianMixture
 
 
 def moments(gm: GaussianMixture, sigma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rill.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
-from rill.config import TrainConfig, config_to_json, train_preset
-from rill.ema import EMA
-from rill.model import DiffusionModel, load_model
-from rill.train import NonFiniteLossError, batch_indices, lr_factor, main, train
+from rill.model import DiffusionModel, config_to_json, load_model
+from rill.train import NonFiniteLossError, TrainConfig, lr_factor, train, train_preset
+from rill.train.batches import batch_indices
+from rill.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, verify_checkpoint
+from rill.train.cli import main
+from rill.train.ema import EMA
 
 torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -205,8 +206,8 @@ def test_ema_halflife_in_images():
 def test_configs_validate_and_dry_run_prints_json(capsys):
     with pytest.raises(ValueError, match=r"caption_dropout=1\.5 must be in \[0.0, 1.0\]"):
         train_preset("digits", caption_dropout=1.5)
-    with pytest.raises(ValueError, match="model.parametrisation='x0'"):
-        train_preset("digits", **{"model.parametrisation": "x0"})
+    with pytest.raises(ValueError, match="unknown parametrisation 'flow'"):
+        train_preset("digits", **{"model.parametrisation": "flow"})
     with pytest.raises(ValueError, match="unknown TrainConfig field"):
         train_preset("digits", stepz=3)
     with pytest.raises(ValueError, match="unknown training preset 'cats'"):

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rill.text import NUMBER_WORDS
+from rill.conditioning.labels import NUMBER_WORDS
 
 __all__ = ["DigitsDataset", "CAPTION_TEMPLATES", "NUMBER_WORDS", "digit_caption", "SPLITS"]
 

@@ -112,9 +112,9 @@ class ClipScorer:
         from .features import _CLIP_MEAN, _CLIP_STD, local_hf_folder
 
         transformers, path = local_hf_folder(path, "CLIP scores", "a CLIP model and its tokenizer")
-        from rill.text import _quiet_transformers  # mutes load reports and progress bars
+        from rill.conditioning.text import quiet_transformers  # mutes load reports and progress bars
 
-        with _quiet_transformers():
+        with quiet_transformers():
             self.model = transformers.CLIPModel.from_pretrained(path, local_files_only=True)
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model.eval().requires_grad_(False).to(device)

@@ -274,9 +274,9 @@ class HFImageFeatures:
         transformers, path = local_hf_folder(
             path, "pretrained image features", "a CLIP / DINOv2 / vision model"
         )
-        from rill.text import _quiet_transformers  # mutes load reports and progress bars
+        from rill.conditioning.text import quiet_transformers  # mutes load reports and progress bars
 
-        with _quiet_transformers():
+        with quiet_transformers():
             config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
             self.model_type = config.model_type
             if self.model_type in ("clip", "clip_vision_model"):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..utils import sigma_batch
+from ..core.tensors import sigma_batch
 
 __all__ = ["log_likelihood", "bits_per_dim", "dequantize"]
 

@@ -206,7 +206,7 @@ def evaluate_model(
     log: bool = True,
 ) -> dict[str, Any]:
     """Generate `n` images per prompt and score them (see the module docstring). Returns a JSON-able dict."""
-    from rill.generate import generate
+    from rill.inference.generate import generate
 
     prompts = list(prompts) if prompts is not None else default_prompts(dataset)
     check_prompts(dataset, prompts, "prompts")

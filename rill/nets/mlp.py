@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from rill.nets.layers import Cond, CondEmbedding, check_positive, make_config, zero_
+from rill.nets.registry import CondSpec, register_net
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,24 @@ class MLPBlock(nn.Module):
         return x + self.fc2(self.dropout(self.act(self.fc1(h))))
 
 
+def _vector_fields(shape: tuple[int, ...], cond: CondSpec) -> dict:
+    """Any sample shape, flattened; no tokens (the MLP reads the pooled vector and labels only)."""
+    return {"dim": math.prod(shape), "pooled_dim": cond.pooled_dim, "num_classes": cond.num_classes}
+
+
+MLP_PRESETS = {
+    "tiny": MLPConfig(hidden=128, num_blocks=3),
+    "small": MLPConfig(hidden=256, num_blocks=4),
+    "base": MLPConfig(hidden=512, num_blocks=6),
+}
+
+
+@register_net("mlp", MLPConfig, MLP_PRESETS)
 class MLP(nn.Module):
     """Residual MLP; ``MLP(MLPConfig(...))``, ``MLP(dim=2, hidden=128)`` or both. Config in ``net.config``."""
 
     kind = "mlp"
+    fields_for = staticmethod(_vector_fields)
 
     def __init__(self, config: MLPConfig | None = None, **overrides) -> None:
         super().__init__()

@@ -35,6 +35,7 @@ from rill.nets.layers import (
     unpatchify,
     zero_,
 )
+from rill.nets.registry import CondSpec, register_net
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,41 @@ class UNet(nn.Module):
         return unpatchify(out, self.config.patch_size)  # (B, C_out, *S)
 
 
+def _image_fields(shape: tuple[int, ...], cond: CondSpec) -> dict:
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(f"unet2d needs a square (C, H, W) sample shape, got model.shape={shape}")
+    return {"in_channels": shape[0], "image_size": shape[1], **unet_cond_fields(cond)}
+
+
+def unet_cond_fields(cond: CondSpec) -> dict:
+    """Conditioning fields of a U-Net: token width for cross-attention (none: no cross-attention layers),
+    pooled width and class count."""
+    fields = {"context_dim": cond.token_dim, "pooled_dim": cond.pooled_dim, "num_classes": cond.num_classes}
+    return fields if cond.token_dim else {**fields, "cross_attn_resolutions": ()}
+
+
+_TEXT = {"context_dim": 384, "pooled_dim": 384}  # all-MiniLM-L6-v2 token / pooled width
+
+UNET2D_PRESETS = {
+    # 8×8 grey digits, trained in minutes on a CPU: 8 -> 4 (text cross-attention in the 4×4 middle block)
+    "tiny": UNet2DConfig(
+        in_channels=1, image_size=8, channels=32, channel_mult=(1, 2), num_res_blocks=1, emb_dim=64,
+        attn_resolutions=(), cross_attn_resolutions=(), **_TEXT,
+    ),
+    # 32×32 RGB shapes: 2×2 patches (4× fewer FLOPs than full resolution), then 16 -> 8 -> 4
+    "small": UNet2DConfig(
+        in_channels=3, image_size=32, patch_size=2, channels=32, channel_mult=(1, 2, 2), num_res_blocks=2,
+        attn_resolutions=(8,), cross_attn_resolutions=(8, 4), **_TEXT,
+    ),
+    # 32×32 (or larger) RGB at full resolution, for a GPU: 32 -> 16 -> 8 -> 4
+    "base": UNet2DConfig(
+        in_channels=3, image_size=32, channels=96, channel_mult=(1, 2, 2, 2), num_res_blocks=2,
+        attn_resolutions=(16, 8), cross_attn_resolutions=(16, 8), **_TEXT,
+    ),
+}  # fmt: skip
+
+
+@register_net("unet2d", UNet2DConfig, UNET2D_PRESETS)
 class UNet2D(UNet):
     """2D U-Net for images ``(B, C, H, W)`` with text cross-attention, pooled-text and class conditioning.
 
@@ -211,6 +247,7 @@ class UNet2D(UNet):
     """
 
     kind = "unet2d"
+    fields_for = staticmethod(_image_fields)
 
     def __init__(self, config: UNet2DConfig | None = None, **overrides) -> None:
         cfg = make_config(UNet2DConfig, config, overrides)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..utils import sigma_batch
+from ..core.tensors import sigma_batch
 
 Generator = torch.Generator | Sequence[torch.Generator] | None
 Callback = Callable[[int, Tensor, float, Tensor], None] | None
@@ -85,18 +84,3 @@ def ancestral_sigmas(sigma: float, sigma_next: float, eta: float = 1.0) -> tuple
         return sigma_next, 0.0
     up = min(sigma_next, eta * sigma_next * (sigma**2 - sigma_next**2) ** 0.5 / sigma)
     return (sigma_next**2 - up**2) ** 0.5, up
-
-
-@dataclass(frozen=True)
-class SamplerInfo:
-    """What rill.sample and the tests need to know about a sampler."""
-
-    name: str
-    order: int  # convergence order of the deterministic (η = 0) ODE solver; 1 for first-order/SDE
-    stochastic: bool  # draws fresh noise during sampling
-    nfe: Callable[[int, dict], int]  # (number of steps, options) -> denoiser calls
-    description: str = ""
-
-
-def one_call_per_step(n: int, opts: dict) -> int:
-    return n

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ._common import Callback, Generator, ancestral_sigmas, check_inputs, denoise_step, noise_like, to_d
+from .registry import register
 
 
 def _ancestral_loop(
@@ -32,6 +33,12 @@ def _ancestral_loop(
     return x
 
 
+@register(
+    "euler",
+    order=1,
+    stochastic=False,
+    description="Euler on the probability-flow ODE (Karras et al. 2022)",
+)
 def sample_euler(
     denoiser, x: Tensor, sigmas: Tensor, *, cond=None, generator: Generator = None, callback: Callback = None
 ) -> Tensor:
@@ -43,6 +50,12 @@ def sample_euler(
     return x
 
 
+@register(
+    "ddim",
+    order=1,
+    stochastic=False,
+    description="DDIM with η (Song et al. 2021); η = 0 is deterministic",
+)
 def sample_ddim(
     denoiser,
     x: Tensor,
@@ -59,6 +72,12 @@ def sample_ddim(
     return _ancestral_loop(denoiser, x, sigmas, cond, generator, callback, eta)
 
 
+@register(
+    "euler_ancestral",
+    order=1,
+    stochastic=True,
+    description="Euler step + fresh noise",
+)
 def sample_euler_ancestral(
     denoiser,
     x: Tensor,
@@ -74,6 +93,12 @@ def sample_euler_ancestral(
     return _ancestral_loop(denoiser, x, sigmas, cond, generator, callback, eta, s_noise)
 
 
+@register(
+    "ddpm",
+    order=1,
+    stochastic=True,
+    description="DDPM ancestral sampling (Ho et al. 2020); the 1000-step baseline",
+)
 def sample_ddpm(
     denoiser,
     x: Tensor,

@@ -26,6 +26,7 @@ import math
 from torch import Tensor
 
 from ._common import Callback, Generator, check_inputs, denoise_step, noise_like
+from .registry import register
 
 _SOLVER_TYPES = ("midpoint", "heun")
 
@@ -35,6 +36,12 @@ def _check_solver_type(name: str, solver_type: str) -> None:
         raise ValueError(f"{name}: solver_type must be one of {_SOLVER_TYPES}, got {solver_type!r}")
 
 
+@register(
+    "dpmpp_2m",
+    order=2,
+    stochastic=False,
+    description="DPM-Solver++(2M) (Lu et al. 2022)",
+)
 def sample_dpmpp_2m(
     denoiser,
     x: Tensor,
@@ -63,6 +70,12 @@ def sample_dpmpp_2m(
     )
 
 
+@register(
+    "dpmpp_2m_sde",
+    order=1,
+    stochastic=True,
+    description="DPM-Solver++(2M) SDE",
+)
 def sample_dpmpp_2m_sde(
     denoiser,
     x: Tensor,
@@ -108,6 +121,12 @@ def sample_dpmpp_2m_sde(
     return x
 
 
+@register(
+    "dpmpp_3m",
+    order=3,
+    stochastic=False,
+    description="DPM-Solver++(3M)",
+)
 def sample_dpmpp_3m(
     denoiser,
     x: Tensor,

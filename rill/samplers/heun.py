@@ -5,12 +5,20 @@ from __future__ import annotations
 from torch import Tensor
 
 from ._common import Callback, Generator, check_inputs, denoise, denoise_step, noise_like, to_d
+from .registry import register
 
 
 def heun_nfe(n: int, opts: dict) -> int:
     return 2 * n - 1  # the last step, to σ = 0, is an Euler step (Alg. 2, line 9)
 
 
+@register(
+    "heun",
+    order=2,
+    stochastic=False,
+    nfe=heun_nfe,
+    description="EDM Algorithm 2, optional churn",
+)
 def sample_heun(
     denoiser,
     x: Tensor,

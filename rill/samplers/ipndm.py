@@ -17,6 +17,7 @@ import numpy as np
 from torch import Tensor
 
 from ._common import Callback, Generator, check_inputs, denoise_step, to_d
+from .registry import register
 
 # Classical Adams–Bashforth weights (Hairer, Nørsett & Wanner, Sec. III.1), newest derivative first
 _AB_FIXED = {
@@ -42,6 +43,12 @@ def ab_weights(sigma_next: float, sigmas_past: list[float]) -> list[float]:
     return np.linalg.solve(u[None, :] ** k[:, None], 1.0 / (k + 1)).tolist()
 
 
+@register(
+    "ipndm",
+    order=4,
+    stochastic=False,
+    description="improved PNDM (Zhang & Chen 2023), order up to 4",
+)
 def sample_ipndm(
     denoiser,
     x: Tensor,

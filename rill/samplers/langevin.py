@@ -27,8 +27,9 @@ import math
 import torch
 from torch import Tensor
 
-from ..utils import append_dims
+from ..core.tensors import append_dims
 from ._common import Callback, Generator, ancestral_sigmas, check_inputs, denoise, denoise_step, noise_like
+from .registry import register
 
 _PREDICTORS = ("ancestral", "reverse_diffusion", "none")
 _STEP_RULES = ("snr", "fixed")
@@ -43,6 +44,13 @@ def _per_sample_norm(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).norm(dim=1)  # (B,)
 
 
+@register(
+    "langevin",
+    order=1,
+    stochastic=True,
+    nfe=langevin_nfe,
+    description="annealed Langevin predictor-corrector (Song et al. 2021, Alg. 1 / 4)",
+)
 def sample_langevin(
     denoiser,
     x: Tensor,

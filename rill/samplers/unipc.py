@@ -20,6 +20,7 @@ import numpy as np
 from torch import Tensor
 
 from ._common import Callback, Generator, check_inputs, denoise
+from .registry import register
 
 _VARIANTS = ("bh1", "bh2")
 
@@ -85,6 +86,12 @@ def _uni_update(
     return x_t if res is None else x_t - b_h * res
 
 
+@register(
+    "unipc",
+    order=3,
+    stochastic=False,
+    description="UniPC bh2, predictor-corrector (Zhao et al. 2023)",
+)
 def sample_unipc(
     denoiser,
     x: Tensor,

@@ -1,7 +1,7 @@
 """docs/quality.md, regenerated from measured results:
 
-    python -m rill.evaluate report                 # evaluate bundled models + validations, rewrite the doc
-    python -m rill.evaluate report --skip-eval     # only rewrite the doc from benchmarks/results/*.json
+    python -m benchmarks.quality_report              # evaluate bundled models + validations, rewrite the doc
+    python -m benchmarks.quality_report --skip-eval  # only rewrite the doc from benchmarks/results/*.json
 
 Reads benchmarks/results/: eval_{digits,shapes}.json (this command), eval_sweeps.json and its PNGs
 (benchmarks/eval_sweeps.py), train_vs_diffusers.md and train_throughput.md (their benchmarks),
@@ -27,7 +27,7 @@ DOC = ROOT / "docs" / "quality.md"
 INTRO = """# Sample quality, prompt adherence and likelihood
 
 Every number here was measured by the commands named beside it, on a 2-core CPU shared with other work.
-Regenerate the page with `python -m rill.evaluate report` (bundled-model numbers and validations) after
+Regenerate the page with `python -m benchmarks.quality_report` (bundled-model numbers and validations) after
 `python benchmarks/eval_sweeps.py`, `python benchmarks/train_vs_diffusers.py` and
 `python benchmarks/train_throughput.py` (each writes its results to benchmarks/results/).
 
@@ -58,12 +58,11 @@ Regenerate the page with `python -m rill.evaluate report` (bundled-model numbers
 def validate(seed: int = 0) -> dict[str, Any]:
     """The checks behind the numbers: NLL vs the exact mixture density, the shapes checker on real renders,
     the digit judge on real digits it was not fitted on."""
+    from rill.core.mixture import GaussianMixture
     from rill.data import load_dataset
-    from rill.toy import GaussianMixture
-
-    from .adherence import DigitJudge
-    from .likelihood import log_likelihood
-    from .shapes_check import check_images
+    from rill.eval.adherence import DigitJudge
+    from rill.eval.likelihood import log_likelihood
+    from rill.eval.shapes_check import check_images
 
     out: dict[str, Any] = {}
     for dim, trace, probes in ((2, "exact", 1), (16, "hutchinson", 16)):
@@ -185,7 +184,7 @@ def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
         L += ["## Summary (computed from the tables below)", "", *summary]
     L += ["## The models", ""]
     if not any(evals.values()):
-        L += ["_Not run yet (`python -m rill.evaluate report`)._", ""]
+        L += ["_Not run yet (`python -m benchmarks.quality_report`)._", ""]
     else:
         L += [
             "| model | images | sampler / NFE / w | FD (real vs real) | precision | recall | diversity "
@@ -209,7 +208,7 @@ def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
             )
         L += [
             "",
-            "Command: `python -m rill.evaluate report [--checkpoint NAME=PATH]`, the same numbers as "
+            "Command: `python -m benchmarks.quality_report [--checkpoint NAME=PATH]`, the same numbers as "
             "`rill eval digits` / `rill eval shapes` (defaults: 10 digit prompts × 50, 36 shapes prompts "
             "(12 naming held-out pairs) × 16, NFE 16, sampler auto, the model's guidance) plus `--nll 32`.",
             "",
@@ -286,9 +285,10 @@ def write_quality_doc(results: Path = RESULTS, doc: Path = DOC) -> Path:
 
 
 def main_report(argv: list[str]) -> int:
-    from .run import evaluate_model, format_table, to_jsonable
+    from rill.eval.run import evaluate_model, format_table, to_jsonable
 
-    ap = argparse.ArgumentParser(prog="python -m rill.evaluate report", description=__doc__.splitlines()[0])
+    prog = "python -m benchmarks.quality_report"
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     ap.add_argument("--skip-eval", action="store_true", help="only rewrite the doc from existing results")
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core CPU)"
@@ -324,3 +324,9 @@ def main_report(argv: list[str]) -> int:
             (results / f"eval_{name}.json").write_text(json.dumps(to_jsonable(r), indent=2) + "\n")
     print(f"wrote {write_quality_doc(results, Path(args.doc))}")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main_report(sys.argv[1:]))

@@ -1,11 +1,11 @@
-"""Metrics and `rill eval`: Fréchet distance, precision / recall, diversity, prompt adherence, likelihood.
+"""`rill eval` / `python -m rill.eval`: Fréchet distance, precision / recall, diversity, prompt adherence,
+likelihood.
 
     rill eval digits                           # bundled model, default prompts, table + rill-eval.json
     rill eval runs/shapes/model.safetensors --prompts my_prompts.txt -n 16 --nfe 32 --nll 64
-    python -m rill.evaluate report             # evaluate the bundled models, rewrite docs/quality.md
 
-The pieces live in rill/eval/ (metrics.py, features.py, adherence.py, shapes_check.py, likelihood.py, run.py,
-report.py) and are re-exported here.
+The pieces live next to this file (metrics.py, features.py, adherence.py, shapes_check.py, likelihood.py,
+run.py); docs/quality.md is written by benchmarks/quality_report.py.
 """
 
 from __future__ import annotations
@@ -17,27 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .eval.adherence import ClipScorer, DigitJudge, digit_adherence, shapes_adherence
-from .eval.features import FeatureCNN, HFImageFeatures, classifier_for, extract_features
-from .eval.likelihood import bits_per_dim, dequantize, log_likelihood
-from .eval.metrics import (
-    diversity,
-    frechet_distance,
-    frechet_distance_from_stats,
-    gaussian_stats,
-    precision_recall,
-    saturation,
-)
-from .eval.run import default_prompts, evaluate_model, format_table, read_prompt_file, to_jsonable
-from .eval.shapes_check import check_image, check_images, detect_objects
+from .run import check_prompts, evaluate_model, format_table, read_prompt_file, to_jsonable
 
-__all__ = [
-    "frechet_distance", "frechet_distance_from_stats", "gaussian_stats", "precision_recall", "diversity",
-    "saturation", "FeatureCNN", "classifier_for", "extract_features", "HFImageFeatures", "DigitJudge",
-    "digit_adherence", "shapes_adherence", "ClipScorer", "check_image", "check_images", "detect_objects",
-    "log_likelihood", "bits_per_dim", "dequantize", "evaluate_model", "default_prompts", "read_prompt_file",
-    "main_eval", "main",
-]  # fmt: skip
+__all__ = ["main_eval", "main", "build_parser", "load_checkpoint"]
 
 DATASETS = ("digits", "shapes")
 
@@ -126,7 +108,7 @@ def _dataset_of(model: Any, override: str | None, source: str) -> str:
 def load_checkpoint(spec: str) -> Any:
     """A bundled model ('digits', 'shapes') or a .safetensors checkpoint; errors name the file and the problem
     (e.g. load_model's "the tensors do not match the model config stored in the file")."""
-    from .model import bundled_model, load_model
+    from ..model.files import bundled_model, load_model
 
     if spec in DATASETS and not Path(spec).exists():
         return bundled_model(spec)
@@ -154,8 +136,6 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
     dataset = _dataset_of(model, args.data, args.checkpoint)
     prompts = read_prompt_file(args.prompts) if args.prompts else None
     if prompts is not None and dataset == "shapes":
-        from .eval.run import check_prompts
-
         check_prompts(dataset, prompts, args.prompts)
     n = args.n or (50 if dataset == "digits" else 16)
     result = evaluate_model(
@@ -183,20 +163,12 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m rill.evaluate CKPT [options]  |  python -m rill.evaluate report [options]"""
+    """python -m rill.eval CKPT [options]"""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if argv[:1] == ["report"]:
-            from .eval.report import main_report
-
-            return main_report(argv[1:])
         return main_eval(argv)
     except (ValueError, FileNotFoundError) as e:
         if os.environ.get("RILL_DEBUG"):
             raise
         print(f"rill eval: error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -63,7 +63,7 @@ class CaptionBank:
     """Every distinct caption (and "") encoded once up front; a batch's conditioning is a lookup."""
 
     def __init__(self, model: Any, captions: list[str], chunk: int = 256) -> None:
-        enc = model.text_encoder
+        enc = model.load_text_encoder()
         enc = getattr(enc, "encoder", enc)  # bypass CachedEncoder: the bank is the cache
         self.unique = sorted(set(captions) | {""})
         self.index = {c: i for i, c in enumerate(self.unique)}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .schedules import _append_zero, _check_range
+from .sigma import SIGMA_MAX, SIGMA_MIN, append_zero, check_grid_args
 
 __all__ = ["KNOTS", "DESIGNED_FOR", "rill_grid", "knots_for", "resample_row"]
 
@@ -70,8 +70,8 @@ def knots_for(n: int) -> np.ndarray:
     return (1 - w) * resample_row(KNOTS[a], n) + w * resample_row(KNOTS[b], n)
 
 
-def rill_grid(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> Tensor:
+def rill_grid(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> Tensor:
     """rill's designed grid of n steps: σ_k = σ_max·(σ_min/σ_max)^{u_k}, then 0 (float64, length n + 1)."""
-    _check_range(n, sigma_min, sigma_max)
+    check_grid_args(n, sigma_min, sigma_max)
     u = torch.from_numpy(knots_for(int(n)))
-    return _append_zero(sigma_max * (sigma_min / sigma_max) ** u)
+    return append_zero(sigma_max * (sigma_min / sigma_max) ** u)

@@ -8,12 +8,12 @@ benchmarks/results/samplers.md (`python -m benchmarks.samplers`).
 
 from __future__ import annotations
 
-import math
-
 from torch import Tensor
 
-from .samplers import INFO, get_sampler
-from .schedules import make_grid
+from ..core.checks import check_positive_int
+from ..core.grids import make_grid
+from ..core.sigma import SIGMA_MAX, SIGMA_MIN, check_sigma_range
+from .registry import INFO, get_sampler
 
 __all__ = ["AUTO", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve"]
 
@@ -30,9 +30,7 @@ DEFAULT_GRID = "karras"  # grid for an explicitly named sampler when grid=None
 
 
 def _check_nfe(nfe: int) -> int:
-    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
-        raise ValueError(f"nfe (the number of denoiser calls) must be an integer >= 1, got {nfe!r}")
-    return nfe
+    return check_positive_int("nfe (the number of denoiser calls)", nfe)
 
 
 def resolve(
@@ -67,14 +65,14 @@ def steps_for(sampler: str, nfe: int, options: dict | None = None) -> int:
 def sigmas_for(
     sampler: str,
     nfe: int,
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
     grid: str | Tensor | None = None,
     **options,
 ) -> Tensor:
     """The σ grid (float64, ending in 0) that `sample` runs for this sampler and budget.
 
-    grid: a name known to rill.schedules.make_grid ("karras", "exponential", "rill", …), None for the default
+    grid: a name known to rill.core.grids.make_grid ("karras", "exponential", "rill", …), None for the default
     (the AUTO table's grid for sampler="auto", else DEFAULT_GRID), or an explicit decreasing σ tensor ending
     in 0 (its length then fixes the number of steps, which must fit the budget).
     """
@@ -97,30 +95,43 @@ def sample(
     *,
     nfe: int,
     sampler: str = "auto",
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
     grid: str | Tensor | None = None,
     cond=None,
     generator=None,
     callback=None,
+    start: Tensor | None = None,
+    sigma_start: float | None = None,
     **options,
 ) -> Tensor:
     """Generate clean samples (σ = 0) from standard-normal `noise` with at most `nfe` denoiser calls.
 
-    The noise is scaled by the grid's first σ (σ_max for every named grid) inside. `options` go to the sampler
-    (e.g. eta=…, order=…); see rill.samplers.INFO for each sampler's cost and order.
+    The walk starts at the grid's first σ (σ_max for every named grid) from x = start + σ·noise (start = 0:
+    pure noise). To begin part-way down, as image-to-image does, pass `start` (the clean image the walk sets
+    out from, shaped like noise) and `sigma_start` in (σ_min, σ_max]: the grid then runs from sigma_start to
+    sigma_min and the whole budget is spent on that remaining part. `options` go to the sampler (e.g. eta=…,
+    order=…); see rill.samplers.INFO for each sampler's cost and order.
     """
     if not isinstance(noise, Tensor) or not noise.is_floating_point():
         raise ValueError(
             f"noise must be a floating-point tensor of standard normal values, got {type(noise)}"
         )
-    if not (0 < sigma_min < sigma_max) or not math.isfinite(sigma_max):
-        raise ValueError(
-            f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}"
-        )
+    sigma_min, sigma_max = check_sigma_range(sigma_min, sigma_max)
+    if sigma_start is not None:
+        if not sigma_min < float(sigma_start) <= sigma_max:
+            raise ValueError(
+                f"sigma_start={sigma_start} must lie in (sigma_min, sigma_max] = "
+                f"({sigma_min:g}, {sigma_max:g}]"
+            )
+        sigma_max = float(sigma_start)
+    if start is not None and tuple(start.shape) != tuple(noise.shape):
+        raise ValueError(f"start has shape {tuple(start.shape)}, noise {tuple(noise.shape)}: they must match")
     name, options, grid_spec = resolve(sampler, nfe, grid, options)
     sigmas = sigmas_for(name, nfe, sigma_min, sigma_max, grid_spec, **options)
     x = noise * float(sigmas[0])
+    if start is not None:
+        x = start.to(x.dtype) + x
     return get_sampler(name)(
         denoiser, x, sigmas, cond=cond, generator=generator, callback=callback, **options
     )

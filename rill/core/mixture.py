@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .utils import sigma_batch
+from .tensors import sigma_batch
 
 
 @dataclass

@@ -10,19 +10,23 @@ the grid shares its starting noise across prompts (the prompt is the only thing 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..core.checks import check_int, check_positive_int
+from ..core.guidance import CFGDenoiser
+from ..core.sigma import SIGMA_MAX, SIGMA_MIN, check_sigma_range
+from ..samplers import sample
+
 __all__ = ["generate", "pick_device", "sample_shape", "sigma_range", "DEFAULT_NFE", "DEFAULT_GUIDANCE"]
 
 DEFAULT_NFE = 16
 DEFAULT_GUIDANCE = 2.0
-DEFAULT_SIGMA_MIN = 0.002
-DEFAULT_SIGMA_MAX = 80.0
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -70,12 +74,9 @@ def sigma_range(
     model: Any, sigma_min: float | None = None, sigma_max: float | None = None
 ) -> tuple[float, float]:
     """(σ_min, σ_max) for sampling: the arguments, else the model's config, else EDM's 0.002 and 80."""
-    lo = sigma_min if sigma_min is not None else _config_get(model, "sigma_min") or DEFAULT_SIGMA_MIN
-    hi = sigma_max if sigma_max is not None else _config_get(model, "sigma_max") or DEFAULT_SIGMA_MAX
-    lo, hi = float(lo), float(hi)
-    if not (0 < lo < hi) or not math.isfinite(hi):
-        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={lo}, sigma_max={hi}")
-    return lo, hi
+    lo = sigma_min if sigma_min is not None else _config_get(model, "sigma_min") or SIGMA_MIN
+    hi = sigma_max if sigma_max is not None else _config_get(model, "sigma_max") or SIGMA_MAX
+    return check_sigma_range(lo, hi)
 
 
 def _prompts(prompts: str | Sequence[str]) -> list[str]:
@@ -90,10 +91,32 @@ def _prompts(prompts: str | Sequence[str]) -> list[str]:
 
 def _encode(model: Any, prompts: list[str], device: torch.device) -> dict[str, Tensor] | None:
     """The model's cond dict for `prompts` on `device`, or None for an unconditional model."""
-    if getattr(model, "text_encoder", True) is None:
+    if not getattr(model, "conditional", True):
         return None
     cond = model.encode(prompts)
     return None if cond is None else {k: v.to(device) for k, v in cond.items()}
+
+
+def _model_device(model: Any) -> torch.device | None:
+    dev = getattr(model, "device", None)
+    if isinstance(dev, torch.device):
+        return dev
+    params = getattr(model, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return None if first is None else first.device
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Eval mode for the duration of the call, the caller's mode restored after (no hidden side effect)."""
+    was_training = bool(getattr(model, "training", False))
+    if was_training:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
 
 
 def _repeat(cond: dict[str, Tensor] | None, index: Tensor) -> dict[str, Tensor] | None:
@@ -116,12 +139,16 @@ def generate(
     callback: Callable[[int, Tensor, float, Tensor], None] | None = None,
     device: str | torch.device | None = None,
     batch_size: int = 64,
+    start: Tensor | None = None,
+    sigma_start: float | None = None,
+    wrap: Callable[[Callable], Callable] | None = None,
 ) -> Tensor:
     """Sample `n` images per prompt: a (len(prompts) · n, C, H, W) tensor in [-1, 1], prompt-major order.
     (Non-image models, e.g. points (2,) or signals (C, L), give (len(prompts) · n, *shape), not clamped.)
 
     model: a `rill.model.DiffusionModel` (anything with `.denoiser(x, sigma, cond)`, `.encode(prompts)` and
-        `.config.shape`).
+        `.config.shape`). It is never moved: it runs where it is (eval mode during the call, its mode
+        restored after).
     negative: the prompt whose embedding is the unconditional branch of classifier-free guidance; "" is the
         model's unconditional embedding.
     guidance: w in D_∅ + w·(D_c − D_∅) (Ho & Salimans 2022, Eq. 6); 1 = no guidance; None = the model's
@@ -129,55 +156,72 @@ def generate(
     seed: image j of each prompt uses seed + j (see the module docstring).
     nfe, sampler, sigma_min, sigma_max: passed to `rill.sample` (σ range default: the model's config).
     callback(step, x, sigma, x0_hat): called by the sampler at every step (first chunk of `batch_size` only).
-    device: None = CUDA, MPS or CPU, whichever is available; generators stay on the CPU.
+    device: where to sample; None = the model's device. A device other than the model's is an error (move
+        the model first: model.to(device)). Generators stay on the CPU.
+    start, sigma_start: begin part-way down at σ_start from start + σ_start·noise instead of pure noise
+        (image-to-image); `start` is one sample (C, H, W) or one per output image; the budget `nfe` is spent
+        on the remaining part of the grid (rill.sample).
+    wrap: denoiser -> denoiser, applied to the (guided) denoiser: the way to add masks or control (e.g.
+        inpainting keeps the known pixels); samplers never learn about it.
     """
-    from .denoisers import CFGDenoiser
-    from .sampling import sample
-
     prompts = _prompts(prompts)
-    if int(n) != n or n < 1:
-        raise ValueError(f"n (images per prompt) must be a positive integer, got {n!r}")
-    if int(nfe) != nfe or nfe < 1:
-        raise ValueError(f"nfe (denoiser evaluations) must be a positive integer, got {nfe!r}")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("n (images per prompt)", n)
+    check_positive_int("nfe (denoiser evaluations)", nfe)
+    check_int("seed", seed, 0)
+    check_positive_int("batch_size", batch_size)
     if not isinstance(negative, str):
         raise TypeError(f"negative must be one string, got {type(negative).__name__}")
     w = guidance if guidance is not None else _config_get(model, "guidance") or DEFAULT_GUIDANCE
     if not math.isfinite(float(w)):
         raise ValueError(f"guidance must be a finite number, got {w!r}")
-    dev = pick_device(device)
+    here = _model_device(model)
+    dev = pick_device(device) if device is not None or here is None else here
+    if here is not None and not (here.type == dev.type and dev.index in (None, here.index)):
+        raise ValueError(
+            f"the model is on {here} but device={str(device)!r} was asked for; generate() does not move the "
+            f"caller's model: move it first (model.to({str(device)!r})) or leave device=None"
+        )
+    dev = here if here is not None else dev
     lo, hi = sigma_range(model, sigma_min, sigma_max)
     shape = sample_shape(model)
-    if hasattr(model, "to"):
-        model.to(dev)
-    if hasattr(model, "eval"):
-        model.eval()
-
-    cond = _encode(model, prompts, dev)  # (P, ...) or None
-    uncond = _encode(model, [negative], dev) if cond is not None and float(w) != 1.0 else None
-    denoiser = CFGDenoiser(model.denoiser, uncond, scale=float(w)) if uncond is not None else model.denoiser
-
-    # sample k = p·n + j: prompt p, seed + j
     total = len(prompts) * int(n)
-    out = []
-    for start in range(0, total, batch_size):
-        ks = range(start, min(total, start + batch_size))
-        gens = [torch.Generator("cpu").manual_seed(int(seed) + k % n) for k in ks]
-        noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev)  # (b, C, H, W), unit
-        index = torch.tensor([k // n for k in ks])
-        x = sample(
-            denoiser,
-            noise,
-            nfe=int(nfe),
-            sampler=sampler,
-            sigma_min=lo,
-            sigma_max=hi,
-            cond=_repeat(cond, index),
-            generator=gens,
-            callback=callback if start == 0 else None,
+    if start is not None:
+        start = start.detach().float().cpu()
+        if tuple(start.shape) == shape:
+            start = start.expand(total, *shape)
+        if tuple(start.shape) != (total, *shape):
+            raise ValueError(
+                f"start has shape {tuple(start.shape)}; expected one sample {shape} or {total} of them"
+            )
+
+    with _eval_mode(model):
+        cond = _encode(model, prompts, dev)  # (P, ...) or None
+        uncond = _encode(model, [negative], dev) if cond is not None and float(w) != 1.0 else None
+        denoiser = (
+            CFGDenoiser(model.denoiser, uncond, scale=float(w)) if uncond is not None else model.denoiser
         )
-        out.append((x.float().clamp(-1, 1) if len(shape) == 3 else x.float()).cpu())
+        if wrap is not None:
+            denoiser = wrap(denoiser)
+
+        # sample k = p·n + j: prompt p, seed + j
+        out = []
+        for first in range(0, total, batch_size):
+            ks = range(first, min(total, first + batch_size))
+            gens = [torch.Generator("cpu").manual_seed(int(seed) + k % n) for k in ks]
+            noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dev)  # (b, C, H, W), unit
+            index = torch.tensor([k // n for k in ks])
+            x = sample(
+                denoiser,
+                noise,
+                nfe=int(nfe),
+                sampler=sampler,
+                sigma_min=lo,
+                sigma_max=hi,
+                cond=_repeat(cond, index),
+                generator=gens,
+                callback=callback if first == 0 else None,
+                start=None if start is None else start[first : first + len(ks)].to(dev),
+                sigma_start=sigma_start,
+            )
+            out.append((x.float().clamp(-1, 1) if len(shape) == 3 else x.float()).cpu())
     return torch.cat(out)

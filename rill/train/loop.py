@@ -1,8 +1,8 @@
 """The training loop: HF accelerate for devices and DDP, EMA, atomic checkpoints, exact resume, previews.
 
-    from rill.config import train_preset
+    from rill.train import train, train_preset
     path = train(train_preset("digits", steps=2000, out_dir="runs/digits"))  # runs/digits/model.safetensors
-    python -m rill.train --preset digits --steps 2000 --out runs/digits [--resume] [--dry-run]
+    rill train --preset digits --steps 2000 --out runs/digits [--resume] [--dry-run]   (rill.train.cli)
 
 Determinism: the data order is a pure function of (seed, step) (one permutation of the data per epoch, each
 process takes its slice of the global batch), training noise comes from one CPU generator per process whose
@@ -25,23 +25,27 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..data import load_dataset
+from ..model.bundle import DiffusionModel
+from ..model.config import config_to_dict
+from ..model.files import atomic_write_text, save_model
+from ..viz.preview import save_preview
+from .batches import CaptionBank, ShardedBatches, batch_indices
 from .checkpoint import (
     Checkpoint,
     StopFlag,
-    atomic_write_text,
     capture_rng,
     latest_checkpoint,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
 )
-from .config import TrainConfig, config_to_dict, train_config_from_dict
+from .config import TrainConfig, train_config_from_dict
 from .ema import EMA
-from .model import DiffusionModel, save_model, save_preview
-from .train_data import CaptionBank, ShardedBatches, batch_indices
+from .precision import Precision
 
-__all__ = ["train", "main", "main_train", "dry_run", "NonFiniteLossError", "TrainingInterrupted", "lr_factor",
-           "batch_indices", "RESUMABLE_CHANGES"]  # fmt: skip
+__all__ = ["train", "NonFiniteLossError", "TrainingInterrupted", "lr_factor", "batch_indices",
+           "RESUMABLE_CHANGES"]  # fmt: skip
 
 # fields a resumed run may change; anything else must equal the checkpoint's config (or it is another run)
 RESUMABLE_CHANGES = ("steps", "minutes", "out_dir", "sample_every", "checkpoint_every", "keep_last",
@@ -191,17 +195,21 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     Raises TrainingInterrupted (after saving) on SIGINT/SIGTERM and NonFiniteLossError on a NaN/inf loss.
     """
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
     from tqdm.auto import tqdm
 
-    from .data import load_dataset
-
-    cfg = config
+    cfg = train_config_from_dict(config_to_dict(config))  # our own copy: the caller's config is not rewritten
     ckpt = _resolve_resume(cfg, resume)
-    # accelerate runs several CPU processes (gloo, e.g. under torchrun) only when told cpu=True
+    # accelerate runs several CPU processes (gloo, e.g. under torchrun) only when told cpu=True. Precision is
+    # rill's (Precision below, torch.autocast), so accelerate's process-wide state never has to change
+    # between runs in one process.
     on_cpu = cfg.cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available())
-    AcceleratorState._reset_state()  # a later run in this process may change precision (process group kept)
-    acc = Accelerator(cpu=on_cpu, mixed_precision=cfg.mixed_precision)
+    try:
+        acc = Accelerator(cpu=on_cpu)
+    except ValueError as e:  # accelerate fixes the device choice once per process
+        raise ValueError(
+            f"this process already trained on another device and accelerate cannot switch ({e}); run this "
+            "config in a new process"
+        ) from None
     if cfg.num_threads:  # after the Accelerator, which may pick its own thread count for CPU processes
         torch.set_num_threads(cfg.num_threads)
     rank, world, main, dev = acc.process_index, acc.num_processes, acc.is_main_process, acc.device
@@ -221,7 +229,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     batches = ShardedBatches(dataset, cfg.batch_size, cfg.seed, rank, world)
     bank = CaptionBank(model, batches.captions) if model.conditional else None
     if bank is not None:  # record the encoder's full spec (not just its name) in every file written
-        model.config.text_encoder = dict(model.text_encoder.spec)
+        model.config.text_encoder = dict(model.load_text_encoder().spec)
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     halflife = None if cfg.ema_decay is not None else cfg.ema_halflife_images
     ema = EMA(model.net, cfg.ema_decay, halflife, cfg.ema_rampup)
@@ -234,6 +242,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
         wall_before = float(ckpt.state["wall_time"])
     log = _RunLog(out, ckpt.step if ckpt else None) if main else None
     objective, opt = acc.prepare(_Objective(model, cfg), opt)
+    amp = Precision(cfg.mixed_precision, dev)
     ema.to(dev)
     params = [p for p in model.net.parameters() if p.requires_grad]
     meta = {"rill.model_config": json.dumps(config_to_dict(model.config))}
@@ -271,7 +280,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
             x0, captions, _ = batches.get(step)
             drop = torch.rand(len(captions), generator=noise) < cfg.caption_dropout
             cond = bank.lookup(captions, drop, dev) if bank is not None else None
-            with acc.autocast():
+            with amp.autocast():
                 loss = objective(x0.to(dev), cond, noise).mean()
             time_up = cfg.minutes is not None and wall() >= 60 * cfg.minutes
             flags = torch.tensor(
@@ -285,10 +294,11 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
                     f"good checkpoint: {latest_checkpoint(out) or 'none'} (resume with --resume, perhaps "
                     "with a lower --lr or --set grad_clip=0.5)"
                 )
-            acc.backward(loss)
+            acc.backward(amp.scale(loss))
             if cfg.grad_clip is not None:
+                amp.unscale_(opt)
                 grad_norm = acc.clip_grad_norm_(params, cfg.grad_clip)
-                if not torch.isfinite(torch.as_tensor(grad_norm)):
+                if not torch.isfinite(torch.as_tensor(grad_norm)) and not amp.skips_bad_steps:
                     raise NonFiniteLossError(
                         f"non-finite gradient norm at step {step + 1}; stopped before the "
                         f"update. Last good checkpoint: {latest_checkpoint(out) or 'none'}"
@@ -296,7 +306,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
             lr = cfg.lr * lr_factor(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            opt.step()
+            amp.step(opt)
             opt.zero_grad(set_to_none=True)
             step, images_seen = step + 1, images_seen + cfg.batch_size
             ema.update(model.net, cfg.batch_size, images_seen)
@@ -316,7 +326,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
                 checkpoint()
             if cfg.sample_every and step % cfg.sample_every == 0 and main:
                 if preview is None:
-                    preview = DiffusionModel(model.config, text_encoder=model.text_encoder).to(dev)
+                    preview = DiffusionModel(model.config, text_encoder=model.load_text_encoder()).to(dev)
                 _preview(preview, ema, cfg, out / "samples" / f"step-{step:08d}.png", batches.captions)
             if flags[1] > 0:
                 bar.close()
@@ -343,41 +353,3 @@ def _preview(preview: DiffusionModel, ema: EMA, cfg: TrainConfig, path: Path, ca
         save_preview(preview, prompts, path)
     except Exception as e:  # a preview is a nicety: report it, keep training
         print(f"rill train: preview {path.name} failed: {e.__class__.__name__}: {e}", file=sys.stderr)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m rill.train` / `rill train`: parse, then train (or print the config with --dry-run)."""
-    from .config import config_from_args, train_parser
-
-    args = train_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"rill train: error: {e}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        print(dry_run(cfg))
-        return 0
-    try:
-        train(cfg, resume=args.resume, progress=not args.quiet)
-    except TrainingInterrupted as e:
-        print(f"rill train: {e}", file=sys.stderr)
-        return 128 + e.signum
-    except (NonFiniteLossError, FileNotFoundError, ValueError) as e:
-        print(f"rill train: error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-main_train = main
-
-
-def dry_run(config: TrainConfig) -> str:
-    """The resolved config as JSON text (what --dry-run prints)."""
-    from .config import config_to_json
-
-    return config_to_json(train_config_from_dict(config_to_dict(config)))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,8 @@
     rill train --data digits --preset tiny  train (forwards to rill.train)
     rill info CKPT | rill samplers | rill eval CKPT
 
-`import rill.cli` is light (argparse only); each command imports what it needs when it runs. Errors a user can
+`import rill.app.cli` is light (argparse only); each command imports what it needs when it runs. Errors a
+user can
 fix print one line naming the problem and the next step and exit with code 2 (RILL_DEBUG=1: traceback).
 """
 
@@ -124,9 +125,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     set_threads()
-    from .explain import make_grid, save_gif, save_grid, save_png
-    from .generate import generate
-    from .model import load_model
+    from ..inference.generate import generate
+    from ..model.files import load_model
+    from ..viz.images import make_grid, save_gif, save_grid, save_png
 
     model = load_model(path)
     if len(model.config.shape) != 3 or model.config.shape[0] not in (1, 3):
@@ -171,7 +172,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _check_sampler(name: str) -> None:
-    from .samplers import get_sampler
+    from ..samplers import get_sampler
 
     try:
         get_sampler(name)
@@ -180,7 +181,7 @@ def _check_sampler(name: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .explain import run_demo
+    from .demo import run_demo
 
     print(f"torch threads: {set_threads()}")
     run_demo(Path(args.out), nfe=args.nfe, seed=args.seed, device=args.device, columns=args.columns)
@@ -252,8 +253,7 @@ def _format_info(info: dict) -> str:
 
 
 def cmd_samplers(args: argparse.Namespace) -> int:
-    from .samplers import INFO, SAMPLERS
-    from .sampling import resolve
+    from ..samplers import INFO, SAMPLERS, resolve
 
     rows = [("name", "order", "stochastic", "NFE for 10 steps", "what")]
     for name in SAMPLERS:  # every registered sampler has an INFO entry (rill.samplers)
@@ -269,21 +269,14 @@ def cmd_samplers(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import train
+    from ..train.cli import main as train_main
 
-    return int(train.main(args.forward) or 0)
+    return int(train_main(args.forward) or 0)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    try:
-        from .evaluate import main_eval
-    except ImportError as e:
-        if "rill.evaluate" not in str(e) and "main_eval" not in str(e):
-            raise
-        raise UserError(
-            "'rill eval' needs rill/evaluate.py (main_eval), which is not part of this install yet; "
-            "meanwhile see benchmarks/ for sample-quality scripts"
-        ) from None
+    from ..eval.cli import main_eval
+
     return int(main_eval(args.forward) or 0)
 
 
@@ -295,7 +288,7 @@ def _command(sub, name: str, text: str, func, **kw) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     p = _Parser(
         prog="rill",

