@@ -36,9 +36,9 @@ def mark(name):
     w, c = time.perf_counter() - t0, time.process_time() - c0
     marks.append((name, w - prev[0], c - prev[1])); prev[:] = [w, c]
 import torch; mark("import torch")
-import rill.app.cli; threads = rill.app.cli.set_threads()
+import rill.app.common; threads = rill.app.common.set_threads()
 import rill.inference, rill.model, rill.samplers, rill.viz; mark("import rill modules")
-model = rill.model.load_model(rill.app.cli.bundled_path("digits")); mark("load the digits model")
+model = rill.model.load_model(rill.app.common.bundled_path("digits")); mark("load the digits model")
 enc = model.load_text_encoder(); mark("load MiniLM (tokenizer + weights)")
 model.encode([sys.argv[2], ""]); mark("encode the prompt and ''")
 images = rill.inference.generate(model, sys.argv[2], n=4, nfe=16, seed=0); mark("sample 4 images, 16 NFE")
