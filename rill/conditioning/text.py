@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from ..core.checks import check_positive_int
 from . import minilm
 from .labels import ClassLabelEncoder, check_prompts
 from .minilm import minilm_path
@@ -127,8 +128,7 @@ class HFTextEncoder:
     ) -> None:
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {_POOLINGS}")
-        if not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        check_positive_int("max_length", max_length, exact=True)
         self.name = str(name_or_path)
         path = minilm_path() if self.name == "minilm" else self.name
         if self.name == "minilm" and minilm.fast_path_available():  # same ids and outputs, ~5 CPU s faster

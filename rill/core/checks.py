@@ -11,18 +11,20 @@ from typing import Any
 __all__ = ["check_int", "check_positive_int", "check_range", "check_choice"]
 
 
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """`value` as an int if it is an integer >= `minimum` (bools refused), else a ValueError naming `name`."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and int(value) == value
+def check_int(name: str, value: Any, minimum: int = 1, exact: bool = False) -> int:
+    """`value` as an int if it is an integer >= `minimum` (bools refused; floats such as 3.0 accepted unless
+    `exact`, for fields that are used as they are), else a ValueError naming `name`."""
+    types = int if exact else (int, float)
+    ok = not isinstance(value, bool) and isinstance(value, types) and int(value) == value
     if not ok or value < minimum:
         kind = {1: "a positive integer", 0: "a non-negative integer"}.get(minimum, f"an integer >= {minimum}")
         raise ValueError(f"{name} must be {kind}, got {value!r}")
     return int(value)
 
 
-def check_positive_int(name: str, value: Any) -> int:
-    """`value` as an int if it is an integer >= 1."""
-    return check_int(name, value, 1)
+def check_positive_int(name: str, value: Any, exact: bool = False) -> int:
+    """`value` as an int if it is an integer >= 1 (see check_int)."""
+    return check_int(name, value, 1, exact)
 
 
 def check_range(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "alpha_bar_to_sigma",
     "sigma_to_logsnr",
     "logsnr_to_sigma",
+    "half_logsnr",
     "append_zero",
 ]
 
@@ -56,6 +57,11 @@ def alpha_bar_to_sigma(alpha_bar: Tensor) -> Tensor:
 def sigma_to_logsnr(sigma: Tensor) -> Tensor:
     """λ(σ) = −2 log σ (the one λ; SNR = 1/σ²)."""
     return -2.0 * torch.log(sigma)
+
+
+def half_logsnr(sigma: float) -> float:
+    """DPM-Solver's λ = log(α/σ_VP) = −log σ, i.e. λ(σ)/2 (Lu et al. 2022, Sec. 3.1), on a Python float."""
+    return -math.log(sigma)
 
 
 def logsnr_to_sigma(logsnr: Tensor) -> Tensor:

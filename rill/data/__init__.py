@@ -12,6 +12,7 @@ scikit-learn and PIL are imported lazily, when a dataset needs them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch.utils.data import Dataset
@@ -23,10 +24,19 @@ from rill.data.shapes import ShapesDataset
 from rill.data.signals import SignalsDataset
 
 __all__ = [
-    "load_dataset", "DATASET_SPECS", "DigitsDataset", "ShapesDataset", "FolderDataset", "PointsDataset",
+    "load_dataset", "DATASETS", "DATASET_SPECS", "DigitsDataset", "ShapesDataset", "FolderDataset",
+    "PointsDataset",
     "SignalsDataset",
 ]  # fmt: skip
 
+# kind -> (constructor, takes an argument after "kind:"); a new dataset is one file and one entry here
+DATASETS: dict[str, tuple[Callable[..., Dataset], bool]] = {
+    "digits": (DigitsDataset, False),
+    "shapes": (ShapesDataset, False),
+    "signals": (SignalsDataset, False),
+    "folder": (FolderDataset, True),
+    "points": (PointsDataset, True),
+}
 DATASET_SPECS = ("digits", "shapes", "folder:PATH", *(f"points:{name}" for name in POINT_SETS), "signals")
 
 
@@ -35,14 +45,10 @@ def load_dataset(spec: str, **kw: Any) -> Dataset:
     if not isinstance(spec, str):
         raise TypeError(f"dataset spec must be a string like 'digits' or 'folder:PATH', got {spec!r}")
     kind, sep, arg = spec.partition(":")
-    if kind == "digits" and not sep:
-        return DigitsDataset(**kw)
-    if kind == "shapes" and not sep:
-        return ShapesDataset(**kw)
-    if kind == "signals" and not sep:
-        return SignalsDataset(**kw)
-    if kind == "folder" and arg:
-        return FolderDataset(arg, **kw)
-    if kind == "points" and arg:
-        return PointsDataset(arg, **kw)
+    if kind in DATASETS:
+        make, takes_arg = DATASETS[kind]
+        if takes_arg and arg:
+            return make(arg, **kw)
+        if not takes_arg and not sep:
+            return make(**kw)
     raise ValueError(f"unknown dataset spec {spec!r}; valid specs: {', '.join(DATASET_SPECS)}")

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rill.core.checks import check_positive_int
+
 __all__ = ["PointsDataset", "POINT_SETS", "GAUSSIANS8_CENTRES", "GAUSSIANS8_NAMES", "GAUSSIANS8_STD"]
 
 GAUSSIANS8_NAMES = (
@@ -83,8 +85,7 @@ class PointsDataset(Dataset):
     def __init__(self, name: str = "moons", n: int = 10000, seed: int = 0) -> None:
         if name not in POINT_SETS:
             raise ValueError(f"points: unknown set {name!r}; choose one of {tuple(POINT_SETS)}")
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"points: n must be a positive int, got {n!r}")
+        check_positive_int("points: n", n, exact=True)
         self.name = name
         pts, self.captions = POINT_SETS[name](np.random.default_rng(seed), n)
         self.points = torch.from_numpy(np.asarray(pts, dtype=np.float32))  # (n, 2)

@@ -30,6 +30,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rill.core.checks import check_positive_int
+
 __all__ = [
     "COLOURS", "SHAPES", "SIZES", "POSITIONS", "RELATIONS", "HELDOUT_COMBOS", "TRAIN_COMBOS", "BACKGROUND",
     "ShapesDataset", "render_scene", "parse_caption", "scene_caption", "semantic_scene", "place_scene",
@@ -214,8 +216,7 @@ class ShapesDataset(Dataset):
             raise ValueError(
                 f"shapes: image_size must be an int >= 16 (32 or 64 intended), got {image_size!r}"
             )
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"shapes: n must be a positive int, got {n!r}")
+        check_positive_int("shapes: n", n, exact=True)
         if not 0.0 <= two_shape_fraction <= 1.0:
             raise ValueError(f"shapes: two_shape_fraction must be in [0, 1], got {two_shape_fraction}")
         self.n, self.image_size, self.seed, self.split = n, image_size, seed, split

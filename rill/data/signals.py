@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rill.core.checks import check_positive_int
+
 __all__ = ["SignalsDataset", "WAVE_CAPTIONS", "make_signal"]
 
 WAVE_CAPTIONS = {
@@ -63,8 +65,7 @@ class SignalsDataset(Dataset):
             raise ValueError(
                 f"signals: kinds {list(kinds)} must be a non-empty subset of {tuple(WAVE_CAPTIONS)}"
             )
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"signals: n must be a positive int, got {n!r}")
+        check_positive_int("signals: n", n, exact=True)
         if not isinstance(length, int) or length < 8:
             raise ValueError(f"signals: length must be an int >= 8, got {length!r}")
         self.n, self.length, self.seed, self.kind_choices = n, length, seed, tuple(kinds)

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.checks import check_choice, check_int, check_positive_int
+from ..core.sigma import SIGMA_MAX, SIGMA_MIN, check_sigma_range
 from ..core.tensors import sigma_batch
 
 __all__ = ["log_likelihood", "bits_per_dim", "dequantize"]
@@ -86,8 +88,8 @@ def log_likelihood(
     x: Tensor,
     *,
     cond: dict[str, Tensor] | None = None,
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
+    sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX,
     method: str = "rk45",
     steps: int = 64,
     rtol: float = 1e-5,
@@ -110,20 +112,12 @@ def log_likelihood(
         exact one (e.g. `lambda y: mixture.log_prob(y, sigma_max)`) to remove the prior's approximation error,
         about |E x0| / σ_max nats.
     """
-    if method not in _METHODS:
-        raise ValueError(f"method={method!r}; choose one of {_METHODS}")
-    if trace not in _TRACES:
-        raise ValueError(f"trace={trace!r}; choose one of {_TRACES}")
-    if noise not in _NOISES:
-        raise ValueError(f"noise={noise!r}; choose one of {_NOISES}")
-    if not (0 < sigma_min < sigma_max) or not math.isfinite(sigma_max):
-        raise ValueError(
-            f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}"
-        )
-    if int(probes) != probes or probes < 1:
-        raise ValueError(f"probes must be a positive integer, got {probes!r}")
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_choice("method", method, _METHODS)
+    check_choice("trace", trace, _TRACES)
+    check_choice("noise", noise, _NOISES)
+    sigma_min, sigma_max = check_sigma_range(sigma_min, sigma_max)
+    check_positive_int("probes", probes)
+    check_positive_int("steps", steps)
     if not x.is_floating_point() or x.ndim < 2:
         raise ValueError(
             f"x must be a floating-point (B, ...) batch, got {x.dtype} of shape {tuple(x.shape)}"
@@ -178,8 +172,7 @@ def log_likelihood(
 def dequantize(images: Tensor, levels: int = 256, generator: torch.Generator | None = None) -> Tensor:
     """Uniform dequantisation (Theis et al. 2016) of images with `levels` grey levels mapped onto [-1, 1]
     (x = 2k/(levels − 1) − 1): add U(−Δ/2, Δ/2) noise, Δ = 2/(levels − 1) the bin width."""
-    if int(levels) != levels or levels < 2:
-        raise ValueError(f"levels must be an integer >= 2 (256 for 8-bit images), got {levels!r}")
+    check_int("levels (256 for 8-bit images)", levels, 2)
     delta = 2.0 / (levels - 1)
     u = torch.rand(images.shape, generator=generator, dtype=torch.float64) - 0.5
     return images + (u * delta).to(images.dtype).to(images.device)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.checks import check_positive_int
+
 __all__ = [
     "gaussian_stats",
     "frechet_distance",
@@ -111,8 +113,7 @@ def precision_recall(real: ArrayLike, fake: ArrayLike, k: int = 3) -> tuple[floa
     k-th nearest neighbour in the set. precision = fraction of fake samples inside the real manifold;
     recall = fraction of real samples inside the fake manifold.
     """
-    if int(k) != k or k < 1:
-        raise ValueError(f"k (nearest neighbours) must be a positive integer, got {k!r}")
+    check_positive_int("k (nearest neighbours)", k)
     real_t = _as_features(real, "real features", min_count=k + 1)
     fake_t = _as_features(fake, "fake features", min_count=k + 1)
     if real_t.shape[1] != fake_t.shape[1]:

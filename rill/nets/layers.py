@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rill.core.checks import check_positive_int
+
 Cond = dict[str, Tensor]
 
 _CONVS: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
 
 
 def check_positive(cfg: object, name: str) -> None:
-    value = getattr(cfg, name)
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_positive_int(name, getattr(cfg, name), exact=True)
 
 
 def make_config(config_cls: type, config: object | None, overrides: dict) -> object:

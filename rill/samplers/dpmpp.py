@@ -103,7 +103,7 @@ def sample_dpmpp_2m_sde(
         if s[i + 1] == 0:  # first-order step to σ = 0: x = D (the limit of the update below as h → ∞)
             x = denoised
             continue
-        h = math.log(s[i] / s[i + 1])  # λ_t − λ_s, λ = −log σ
+        h = math.log(s[i] / s[i + 1])  # λ_t − λ_s with λ = −log σ (rill.core.sigma.half_logsnr)
         eta_h = eta * h
         phi_1 = -math.expm1(-h - eta_h)  # 1 − e^{−(1+η)h}
         # DPM-Solver++ Sec. 4.1 first-order step (= DDIM); the SDE variant damps x by e^{−ηh} + noise

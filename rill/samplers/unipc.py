@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
+from ..core.sigma import half_logsnr
 from ._common import Callback, Generator, check_inputs, denoise
 from .registry import register
 
@@ -69,8 +70,8 @@ def _uni_update(
 
     hist_lam / hist_d: λ and denoiser outputs at s, s_1, s_2, … (newest first), at least `order` of them.
     """
-    lam_s = -math.log(sigma_s)
-    h = -math.log(sigma_t) - lam_s
+    lam_s = half_logsnr(sigma_s)
+    h = half_logsnr(sigma_t) - lam_s
     rks = [(hist_lam[k] - lam_s) / h for k in range(1, order)]
     rhos, h_phi_1, b_h = _rhos(h, rks, order, variant, corrector=d_t is not None)
     d0 = hist_d[0]
@@ -136,7 +137,7 @@ def sample_unipc(
             x = _uni_update(x_prev, s[i - 1], s[i], hist_lam, hist_d, prev_order, variant, denoised)
         if callback is not None:
             callback(i, x, s[i], denoised)
-        hist_lam = [-math.log(s[i]), *hist_lam][:order]
+        hist_lam = [half_logsnr(s[i]), *hist_lam][:order]
         hist_d = [denoised, *hist_d][:order]
         if s[i + 1] == 0:  # first-order step to σ = 0: x = D
             x = denoised
