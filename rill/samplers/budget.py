@@ -17,11 +17,7 @@ from .registry import INFO, get_sampler
 
 __all__ = ["AUTO", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve"]
 
-# nfe ≥ key → (sampler, options, grid), from benchmarks/results/samplers.md (RMS endpoint error against the
-# exact PF-ODE on Gaussian mixtures, d = 2 and 64). UniPC-3 bh1 on rill's designed grid is the best rill
-# sampler at 3–40 calls for d = 64 (within 1.5× of the best for d = 2 up to 10 calls) and ahead of UniPC-3 bh2
-# on Karras steps up to 40 calls on both; at 50 calls the latter is ahead, because the designed grid (rows up
-# to 20 steps, stretched beyond) stops at σ ≈ 0.016. The switch sits between the measured 40 and 50.
+# nfe ≥ key → (sampler, options, grid), chosen from benchmarks/results/samplers.md (docs/samplers.md says why)
 AUTO: dict[int, tuple[str, dict, str]] = {
     1: ("unipc", {"order": 3, "variant": "bh1"}, "rill"),
     45: ("unipc", {"order": 3}, "karras"),

@@ -7,16 +7,8 @@ and the solvers differ only in how D is extrapolated over the step from past eva
 denoiser call per step). The step to σ = 0 is the first-order one, which returns D itself (as k-diffusion and
 diffusers with final_sigmas_type="zero" do).
 
-Conventions (checked against diffusers' DPMSolverMultistepScheduler, algorithm_type "dpmsolver++" and
-"sde-dpmsolver++", and k-diffusion's sample_dpmpp_2m / _3m_sde / _2m_sde):
-- dpmpp_2m, dpmpp_2m_sde: identical to both (for 2M, diffusers' lower_order_final only touches the last step,
-  which is first order anyway).
-- dpmpp_3m: differs by default. k-diffusion's sample_dpmpp_3m_sde (η = 0) and diffusers (solver_order=3) give
-  the 2nd divided difference half the weight its Taylor term needs, so they are 2nd-order accurate (measured
-  slope 2.0 on the mixture). rill uses the full weight (measured slope 2.9–3.1); `legacy=True` reproduces them
-  exactly. On 4–30-step Karras grids (σ 80 → 0.002) of 2-, 16- and 64-D mixtures legacy was *more* accurate
-  (pre-asymptotic regime), so it stays one flag away. `lower_order_final=True` drops the penultimate step
-  to 2nd order on grids of < 15 steps, as diffusers does; off by default, as in k-diffusion.
+Conventions against diffusers and k-diffusion (dpmpp_3m's weights, `legacy`, `lower_order_final`) and the
+measurements behind them: docs/samplers.md, "Conventions and measurements".
 """
 
 from __future__ import annotations

@@ -3,12 +3,9 @@ the iPNDM baseline of their experiments; k-diffusion's sample_ipndm): explicit A
 dx/dσ = (x − D)/σ, one denoiser call per step, the order rising 1, 2, 3, … up to `max_order` as past
 derivatives accumulate.
 
-Convention: by default the AB weights are those of the *variable-step* Adams–Bashforth method (the exact
-integral of the polynomial through the past derivatives at their true σ). On a grid that is uniform in σ they
-are the classical constants (3/2, −1/2), (23, −16, 5)/12, (55, −59, 37, −9)/24 that k-diffusion's
-sample_ipndm always uses; on the usual non-uniform grids (Karras, log-uniform) those constants make the method
-only 2nd-order accurate (measured: slope 2.0 on Karras grids), the variable-step weights keep order
-`max_order`. `variable_step=False` restores k-diffusion's weights.
+By default the AB weights are those of the variable-step Adams–Bashforth method (the exact integral of the
+polynomial through the past derivatives at their true σ); `variable_step=False` restores k-diffusion's
+constant weights. Why, and what was measured: docs/samplers.md, "Conventions and measurements".
 """
 
 from __future__ import annotations
@@ -65,9 +62,7 @@ def sample_ipndm(
 
     variable_step: exact variable-step AB weights (default; see module docstring) or k-diffusion's constants.
     lower_order_final: the step to σ = 0 is an Euler step, i.e. returns D, as in every other rill sampler;
-        False extrapolates the polynomial down to σ = 0 as k-diffusion does. Measured against the exact ODE
-        end point on mixtures: identical at σ_min = 0.002; at σ_min = 0.1–0.5 (a last step much longer than
-        the ones before) extrapolation was up to 2x better in 2-D and up to 2x worse in 16-D.
+        False extrapolates the polynomial down to σ = 0 as k-diffusion does (measured: docs/samplers.md).
     """
     if max_order not in (1, 2, 3, 4):
         raise ValueError(f"ipndm: max_order must be 1, 2, 3 or 4, got {max_order!r}")

@@ -5,19 +5,10 @@ Step i: one predictor step from σ_i to σ_{i+1} (ancestral, or the paper's reve
 `n_corrector` Langevin steps at σ_{i+1} on p_{σ_{i+1}}, with the score (D − x)/σ² (EDM Eq. 3 / Tweedie).
 The step to σ = 0 is the predictor alone, which returns D. Denoiser calls: n + n_corrector·(n − 1).
 
-Differences from the reference code (score_sde's LangevinCorrector), all deliberate:
-- the step size ε = 2·(r·‖z‖/‖score‖)² uses each sample's own norms (the reference averages them over the
-  batch), so a sample does not depend on its batch neighbours;
-- ε is capped at `max_step`·2r²σ², `max_step` times the value the rule takes in high dimension, where ‖z‖² ≈ d
-  and ‖score‖² ≈ d/σ² (so the cap is not reached there), and at σ², half the Langevin stability limit 2/L
-  since −∇² log p_σ = (I − Cov[x0 | x]/σ²)/σ² ≼ I/σ² for any data. In low dimension ‖z‖²/‖score‖² is
-  heavy-tailed (F-distributed for a Gaussian) and largest near the modes.
-- Any state-dependent ε biases the chain: its continuous limit dx = ε(x)∇log p dt + sqrt(2ε(x)) dW has
-  stationary density ∝ p(x)/ε(x), so large steps near the modes push samples out. In high dimension ε(x) is
-  nearly constant and the bias vanishes (16-D mixture, 200 steps: variance within 1 %). In 2-D it does not
-  (2-D mixture, 100 / 200 steps: variance +6–9 % / +14–21 % with the default cap, +44–91 % with the σ² bound
-  only). step_rule="fixed" (ε = 2r²σ², state-independent) has no such bias: −7 % / −3 %, the predictor's
-  discretization error, shrinking with more steps. Use it for low-dimensional data.
+The step size ε uses each sample's own norms (so a sample does not depend on its batch neighbours) and is
+capped for stability; `step_rule="fixed"` (ε = 2r²σ²) has no state-dependent bias and suits low-dimensional
+data. The differences from the reference code and the measurements: docs/samplers.md, "Conventions and
+measurements".
 """
 
 from __future__ import annotations
