@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._models import add_checkpoint_flag, checkpoint_paths
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
@@ -219,13 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guidances", default="1,1.5,2,3,4,6,8")
     ap.add_argument("--n", type=int, default=None, help="images per prompt (default: digits 20, shapes 4)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
-        "--checkpoint",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="evaluate this file instead of the bundled model NAME (repeatable)",
-    )
+    add_checkpoint_flag(ap)
     ap.add_argument("--out-dir", default=str(RESULTS))
     ap.add_argument("--write-docs", action="store_true", help="also regenerate docs/quality.md")
     ap.add_argument(
@@ -248,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     results = {"samplers": samplers, "models": {}}
     for name in args.models.split(","):
-        paths = dict(item.split("=", 1) for item in args.checkpoint)
+        paths = checkpoint_paths(args)
         res = sweep_model(name, samplers, nfes, guidances, args.n or DEFAULT_N[name], paths.get(name))
         res["checkpoint"] = paths.get(name, f"bundled:{name}")
         res["plots"] = plot(name, res, folder)

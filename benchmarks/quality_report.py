@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from benchmarks._models import add_checkpoint_flag, checkpoint_paths
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "quality.md"
@@ -296,13 +298,7 @@ def main_report(argv: list[str]) -> int:
     ap.add_argument("--models", default="digits,shapes")
     ap.add_argument("--nll", type=int, default=32, help="held-out images for the NLL estimate (0 = skip)")
     ap.add_argument("--results", default=str(RESULTS))
-    ap.add_argument(
-        "--checkpoint",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="evaluate this file instead of the bundled model NAME (repeatable)",
-    )
+    add_checkpoint_flag(ap)
     ap.add_argument("--doc", default=str(DOC))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -311,7 +307,7 @@ def main_report(argv: list[str]) -> int:
     if not args.skip_eval:
         from rill.model import bundled_model, load_model
 
-        paths = dict(item.split("=", 1) for item in args.checkpoint)
+        paths = checkpoint_paths(args)
 
         t0 = time.time()
         (results / "validation.json").write_text(json.dumps(validate(), indent=2) + "\n")

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rill.core.checks import check_positive_int
+from rill.core.checks import check_choice, check_positive_int
 
 __all__ = [
     "COLOURS", "SHAPES", "SIZES", "POSITIONS", "RELATIONS", "HELDOUT_COMBOS", "TRAIN_COMBOS", "BACKGROUND",
@@ -78,12 +78,12 @@ def grid_position(x: float, y: float) -> str:
 
 
 def _obj(shape: str, colour: str, size: str, relation: str | None = None) -> dict[str, Any]:
-    if shape not in SHAPES:
-        raise ValueError(f"shape {shape!r} is not one of {SHAPES}")
-    if colour not in COLOURS:
-        raise ValueError(f"colour {colour!r} is not one of {tuple(COLOURS)}")
-    if size not in SIZES:
-        raise ValueError(f"size {size!r} is not one of {tuple(SIZES)}")
+    for name, value, allowed in (
+        ("shape", shape, SHAPES),
+        ("colour", colour, COLOURS),
+        ("size", size, SIZES),
+    ):
+        check_choice(name, value, allowed)
     return {"shape": shape, "colour": colour, "size": size, "position": None, "relation": relation}
 
 
