@@ -26,6 +26,7 @@ COMMANDS = {
     "generate": "generate",
     "demo": "demo",
     "train": "train",
+    "finetune": "finetune",
     "info": "info",
     "samplers": "samplers",
     "eval": "eval",

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..adapter_flags import adapted, add_adapter_arguments
 from ..common import DEVICE_HELP, UserError, choose_bundled, model_path, number, set_threads, slug
 
 HELP = "prompt -> PNG images (one per seed, a grid, optionally a GIF)"
@@ -33,6 +34,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help=DEVICE_HELP)
     g.add_argument("--sigma-min", type=flt, help="smallest σ of the sampling grid (default: the model's)")
     g.add_argument("--sigma-max", type=flt, help="largest σ of the sampling grid (default: the model's)")
+    add_adapter_arguments(g)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     names = ("negative", "n", "nfe", "sampler", "guidance", "seed", "sigma_min", "sigma_max", "device")
     opts = {k: getattr(args, k) for k in names}
-    images = generate(model, args.prompt, callback=record if args.gif else None, **opts)
+    with adapted(model, args) as adapted_model:
+        images = generate(adapted_model, args.prompt, callback=record if args.gif else None, **opts)
     t_gen = time.perf_counter() - t0 - t_load
     out = Path(args.out)
     scale = args.scale or max(1, 128 // images.shape[-2])  # default: at least 128 px
