@@ -26,25 +26,16 @@ def clip_dir(tmp_path_factory):
         vocab[c] = len(vocab)
         vocab[c + "</w>"] = len(vocab)
     tok = transformers.CLIPTokenizer(vocab=vocab, merges=[])
+    tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2)
     text = dict(
+        tower,
         vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=2,
         max_position_embeddings=32,
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=1,
     )
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
+    vision = dict(tower, image_size=32, patch_size=8)
     torch.manual_seed(0)
     transformers.CLIPModel(
         transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
@@ -66,14 +57,8 @@ def test_clip_vision_features_and_score(clip_dir):
 
 
 def test_dinov2_features(tmp_path):
-    cfg = transformers.Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        image_size=32,
-        patch_size=8,
-    )
+    size = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    cfg = transformers.Dinov2Config(**size, image_size=32, patch_size=8)
     transformers.Dinov2Model(cfg).save_pretrained(tmp_path)
     feats = HFImageFeatures(tmp_path)
     assert feats.model_type == "dinov2"

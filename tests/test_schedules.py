@@ -81,19 +81,20 @@ def test_zero_terminal_snr_matches_diffusers(schedulers):
     assert rescaled[-1].item() == 0.0 and rescaled[0].item() == pytest.approx(plain[0].item(), rel=1e-12)
 
 
+def _stable_diffusion_table(scheduler_cls, spacing: str, offset: int):
+    """A diffusers scheduler on Stable Diffusion's scaled-linear β table."""
+    return scheduler_cls(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, timestep_spacing=spacing,
+        steps_offset=offset,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "spacing, offset", [("leading", 1), ("leading", 0), ("trailing", 0), ("linspace", 0)]
 )
 @pytest.mark.parametrize("n", [7, 10, 50])
 def test_vp_timesteps_match_ddim(schedulers, spacing, offset, n):
-    ddim, _ = schedulers
-    sched = ddim(
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        timestep_spacing=spacing,
-        steps_offset=offset,
-    )
+    sched = _stable_diffusion_table(schedulers[0], spacing, offset)
     sched.set_timesteps(n)
     vp = VPSchedule.make("scaled_linear", 1000, 0.00085, 0.012)
     grid = vp_timesteps(n, vp, spacing, steps_offset=offset)
@@ -104,14 +105,7 @@ def test_vp_timesteps_match_ddim(schedulers, spacing, offset, n):
 
 @pytest.mark.parametrize("spacing, offset", [("leading", 1), ("trailing", 0)])
 def test_vp_timesteps_match_euler_sigmas(schedulers, spacing, offset):
-    _, euler = schedulers
-    sched = euler(
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        timestep_spacing=spacing,
-        steps_offset=offset,
-    )
+    sched = _stable_diffusion_table(schedulers[1], spacing, offset)
     sched.set_timesteps(12)
     grid = vp_timesteps(
         12, VPSchedule.make("scaled_linear", 1000, 0.00085, 0.012), spacing, steps_offset=offset
