@@ -31,12 +31,12 @@ def test_every_sampler_is_registered_once_with_its_facts():
 
 
 def test_parametrisation_names_are_one_table():
-    assert set(PARAMETRISATIONS) == {"edm", "epsilon", "v", "x0"}
+    assert set(PARAMETRISATIONS) == {"edm", "epsilon", "v", "x0", "flow"}
     with pytest.raises(ValueError, match="unknown parametrisation 'v_prediction'.*'v'"):
         get_parametrisation("v_prediction")
 
 
-@pytest.mark.parametrize("name", ["edm", "epsilon", "v", "x0"])
+@pytest.mark.parametrize("name", ["edm", "epsilon", "v", "x0", "flow"])
 def test_each_parametrisation_trains_through_the_model(name):
     model = DiffusionModel(
         ModelConfig(net_preset="tiny", shape=(1, 8, 8), text_encoder="digits", parametrisation=name)

@@ -30,6 +30,7 @@ COMMANDS = {
     "info": "info",
     "samplers": "samplers",
     "eval": "eval",
+    "edit": "edit",
 }
 
 

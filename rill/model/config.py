@@ -31,10 +31,11 @@ class ModelConfig:
     shape: tuple[int, ...] = (1, 8, 8)  # one sample, e.g. (C, H, W)
     sigma_data: float = 0.5  # std of the data (EDM preconditioning)
     parametrisation: str = (
-        "edm"  # a name in rill.core.parametrisations.PARAMETRISATIONS: edm | epsilon | v | x0
+        "edm"  # a name in rill.core.parametrisations.PARAMETRISATIONS: edm | epsilon | v | x0 | flow
     )
     vp_schedule: str = "cosine"  # β schedule of epsilon / v / x0 (rill.core.schedules.BETAS)
     vp_timesteps: int = 1000
+    flow_shift: float = 1.0  # flow: resolution shift σ' = s·σ of training σ and sampling range (1 = none)
     text_encoder: str | dict[str, Any] | None = (
         "minilm"  # name or encoder.spec; "digits"/"class:a,b" = labels
     )
@@ -52,6 +53,7 @@ class ModelConfig:
             raise ValueError(f"model.shape must be a non-empty tuple of positive ints, got {self.shape}")
         check_range("model.sigma_data", self.sigma_data, 0.0, math.inf, lo_open=True)
         check_range("model.cfg_dropout", self.cfg_dropout, 0.0, 1.0)
+        check_range("model.flow_shift", self.flow_shift, 0.0, math.inf, lo_open=True)
         if int(self.vp_timesteps) != self.vp_timesteps or self.vp_timesteps < 2:
             raise ValueError(f"model.vp_timesteps must be an integer >= 2, got {self.vp_timesteps!r}")
         if not isinstance(self.net_overrides, dict):
@@ -67,7 +69,9 @@ class ModelConfig:
 
     def param_settings(self) -> ParamSettings:
         """The fields the parametrisation reads (rill.core.parametrisations.ParamSettings)."""
-        return ParamSettings(self.sigma_data, self.vp_schedule, int(self.vp_timesteps))
+        return ParamSettings(
+            self.sigma_data, self.vp_schedule, int(self.vp_timesteps), float(self.flow_shift)
+        )
 
     def _default_sigma_range(self) -> tuple[float, float]:
         return get_parametrisation(self.parametrisation).sigma_range(self.param_settings())

@@ -27,6 +27,7 @@ class ParamSettings:
     sigma_data: float = 0.5  # std of the data (EDM preconditioning)
     vp_schedule: str = "cosine"  # β schedule of the discrete VP parametrisations (rill.core.schedules.BETAS)
     vp_timesteps: int = 1000  # T of the discrete VP schedule
+    flow_shift: float = 1.0  # flow matching's resolution shift σ' = s·σ (SD3, Sec. 5.3.2); 1 = none
 
 
 PARAMETRISATIONS: dict[str, type[nn.Module]] = {}
