@@ -138,7 +138,9 @@ def test_known_region_is_the_input_noised_with_the_samples_own_draw(model, image
     assert len(steps) > 3
     for sigma, x in steps:
         want = known + sigma * eps
-        assert torch.allclose(x[:, :, ~right_half], want[:, :, ~right_half], rtol=1e-4, atol=1e-5 + 1e-4 * sigma)
+        assert torch.allclose(
+            x[:, :, ~right_half], want[:, :, ~right_half], rtol=1e-4, atol=1e-5 + 1e-4 * sigma
+        )
 
 
 def test_samples_follow_their_own_seed(model, image, right_half):
