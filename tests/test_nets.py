@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import rill.nets
-from rill.nets import MLP, NETS, UNet1D, UNet2D, build_net, count_parameters, net_config, preset_table
+from rill.nets import MLP, NETS, DiT, UNet1D, UNet2D, build_net, count_parameters, net_config, preset_table
 from rill.nets.layers import patchify, unpatchify
 
 PRESETS = {kind: entry.presets for kind, entry in NETS.items()}
@@ -82,6 +82,8 @@ def _preset_input(net: nn.Module, B: int, native_size: bool) -> torch.Tensor:
     cfg = net.config
     if isinstance(net, MLP):
         return torch.randn(B, cfg.dim)
+    if isinstance(net, DiT):  # a transformer's positions fix its input size
+        return torch.randn(B, cfg.in_channels, cfg.image_size, cfg.image_size)
     size = (cfg.image_size if isinstance(net, UNet2D) else cfg.length) if native_size else net.min_size
     return torch.randn(B, cfg.in_channels, *(size,) * net.dims)
 
