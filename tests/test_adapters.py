@@ -41,6 +41,14 @@ def _group(model, seed: int = 0, targets="all", rank: int = 2, alpha: float = 4.
     return TensorGroup("lora", "lora", lora_tensors(net), net_fingerprint(model), meta), net
 
 
+def _other_base():
+    """A backbone of another architecture (8 channels instead of 16)."""
+    return DiffusionModel(
+        ModelConfig(net="unet2d", net_preset="tiny", shape=(1, 8, 8), text_encoder="digits",
+                    net_overrides={"channels": 8})
+    )  # fmt: skip
+
+
 def _state(model):
     return {k: v.clone() for k, v in model.net.state_dict().items()}
 
@@ -138,10 +146,7 @@ def test_adapter_file_round_trip_and_header(model, tmp_path):
 def test_adapter_for_another_base_is_refused(model, tmp_path):
     group, _ = _group(model)
     path = save_group(group, tmp_path / "a.safetensors")
-    other = DiffusionModel(
-        ModelConfig(net="unet2d", net_preset="tiny", shape=(1, 8, 8), text_encoder="digits",
-                    net_overrides={"channels": 8})
-    )  # fmt: skip
+    other = _other_base()
     with pytest.raises(ValueError, match="was made for the backbone") as e:
         load_group(path, other)
     assert "\n" not in str(e.value)
@@ -203,3 +208,128 @@ def test_cli_finetune_then_generate_with_lora(model, tmp_path, capsys):
     assert "LoRA:" in capsys.readouterr().out
     assert main(["finetune", "--lora", "--data", "digits", "--out", str(tmp_path / "x.pt")]) == 2
     assert "must end in .safetensors" in capsys.readouterr().err
+
+
+# --- control ------------------------------------------------------------------------------------------------
+def _control_group(model, randomise: bool = True, seed: int = 0) -> TensorGroup:
+    """A control branch for `model`; randomise=True re-draws its zero convolutions (as after training)."""
+    from rill.adapters.control import ControlBranch
+
+    branch = ControlBranch(model.net)
+    if randomise:
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, p in branch.named_parameters():
+                if name.startswith(("zero_convs", "hint.4")):
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    tensors = {k: v.detach().clone() for k, v in branch.state_dict().items()}
+    meta = {"control": "edges", "control_channels": 1, "hidden": 16}
+    return TensorGroup("control", "controlnet", tensors, net_fingerprint(model), meta)
+
+
+def _control_image(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(1, 8, 8, generator=g) > 0.5).float()
+
+
+def test_fresh_control_branch_changes_nothing(model):
+    from rill.inference.adapters import controlled
+
+    x, sigma, cond = _inputs()
+    wrapped = controlled(model, _control_group(model, randomise=False), _control_image(), scale=1.0)
+    assert torch.equal(wrapped.denoiser(x, sigma, cond), model.denoiser(x, sigma, cond))
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_control_scale_zero_equals_base_with_every_sampler(model, sampler):
+    from rill.inference.adapters import controlled
+
+    before = _state(model)
+    group = _control_group(model)
+    base = generate(model, ["a 3", "a 7"], n=2, nfe=4, sampler=sampler, seed=0)
+    zero = generate(controlled(model, group, _control_image(), scale=0.0), ["a 3", "a 7"], n=2, nfe=4,
+                    sampler=sampler, seed=0)  # fmt: skip
+    assert torch.equal(zero, base)
+    steered = generate(controlled(model, group, _control_image(), scale=1.0), ["a 3", "a 7"], n=2, nfe=4,
+                       sampler=sampler, seed=0)  # fmt: skip
+    assert torch.isfinite(steered).all() and not torch.equal(steered, base)
+    assert all(torch.equal(before[k], v) for k, v in model.net.state_dict().items())
+
+
+def test_control_image_of_the_wrong_size_is_refused(model, tmp_path):
+    from PIL import Image
+
+    from rill.inference.adapters import controlled
+
+    group = _control_group(model)
+    with pytest.raises(ValueError, match=r"needs 1 channel\(s\) at 8×8") as e:
+        controlled(model, group, torch.zeros(1, 16, 16))
+    assert "\n" not in str(e.value) and "resize" in str(e.value)
+    png = tmp_path / "big.png"
+    Image.new("L", (32, 32)).save(png)
+    with pytest.raises(ValueError, match="big.png.*at 8×8"):
+        controlled(model, group, png)
+
+
+def test_control_branch_for_another_base_is_refused(model, tmp_path):
+    from rill.inference.adapters import controlled
+
+    path = save_group(_control_group(model), tmp_path / "c.safetensors")
+    other = _other_base()
+    with pytest.raises(ValueError, match="was made for the backbone"):
+        controlled(other, path, _control_image())
+
+
+def test_control_residuals_of_the_wrong_length_are_refused(model):
+    x, sigma, _ = _inputs()
+    with pytest.raises(ValueError, match="must hold .* tensors"):
+        model.net(x, sigma.log() / 4, {"labels": torch.zeros(4), "control_residuals": [torch.zeros(1)]})
+
+
+def test_control_maps():
+    from rill.adapters.control import control_map, edge_map, layout_map
+
+    scene = [{"center": (0.25, 0.5), "extent": 0.125}]
+    m = layout_map(scene, 8)
+    assert m.shape == (1, 8, 8) and m.sum() == 4 and m[0, 3:5, 1:3].sum() == 4
+    img = -torch.ones(3, 8, 8)
+    img[:, 2:6, 2:6] = 1
+    e = edge_map(img)
+    assert e.shape == (1, 8, 8) and e[0, 0, 0] == 0 and e[0, 4, 4] == 0 and e[0, 2, 1] == 1
+    with pytest.raises(ValueError, match="needs the scene"):
+        control_map("layout", img, None)
+    with pytest.raises(ValueError, match="not known"):
+        control_map("depth", img)
+
+
+def test_finetune_control_and_cli(model, tmp_path, capsys):
+    from rill.app.cli import main
+    from rill.model.files import save_model
+    from rill.train.finetune import FinetuneConfig, finetune_control
+
+    before = _state(model)
+    cfg = FinetuneConfig(data="digits", limit=8, steps=3, batch_size=4, lr=1e-2, log_every=3)
+    group = finetune_control(model, cfg, kind="edges", log=lambda _: None)
+    assert group.kind == "controlnet" and group.meta["control"] == "edges"
+    assert any(float(v.abs().sum()) > 0 for k, v in group.tensors.items() if k.startswith("zero_convs"))
+    assert all(torch.equal(before[k], v) for k, v in model.net.state_dict().items())
+    with pytest.raises(ValueError, match="needs the scene"):
+        finetune_control(model, cfg, kind="layout", log=lambda _: None)
+
+    base = save_model(model, tmp_path / "tiny.safetensors")
+    branch = save_group(group, tmp_path / "edges.safetensors")
+    from PIL import Image
+
+    Image.fromarray((_control_image()[0].numpy() * 255).astype("uint8")).save(tmp_path / "c.png")
+    gen = ["generate", "a 3", "--model", str(base), "-n", "2", "--nfe", "3"]
+    assert main([*gen, "--out", str(tmp_path / "plain")]) == 0
+    ctl = ["--control", str(tmp_path / "c.png"), "--controlnet", str(branch)]
+    assert main([*gen, *ctl, "--control-scale", "0", "--out", str(tmp_path / "zero")]) == 0
+    for a in sorted((tmp_path / "plain").glob("*.png")):
+        assert a.read_bytes() == (tmp_path / "zero" / a.name).read_bytes()
+    assert main([*gen, "--controlnet", str(branch), "--out", str(tmp_path / "x")]) == 2
+    assert "needs --control IMG" in capsys.readouterr().err
+    argv = ["finetune", "--control", "edges", "--model", str(base), "--data", "digits", "--limit", "4",
+            "--steps", "1", "--batch-size", "2", "--threads", "1",
+            "--out", str(tmp_path / "e.safetensors")]  # fmt: skip
+    assert main(argv) == 0

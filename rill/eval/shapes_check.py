@@ -54,16 +54,23 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return ndimage.label(mask, structure=np.ones((3, 3), dtype=int))
 
 
-def detect_objects(image: Tensor | np.ndarray, min_area: float = 0.004) -> list[dict[str, Any]]:
+def detect_objects(
+    image: Tensor | np.ndarray,
+    min_area: float = 0.004,
+    colours: dict[str, tuple[int, int, int]] | None = None,
+) -> list[dict[str, Any]]:
     """The objects in one shapes image, largest first: dicts with "colour", "shape", "size", "position",
     "center" (x, y as fractions of the side), "extent" (half-size) and "area" (fraction of the image).
-    Components with a soft area below `min_area` of the image are ignored (specks)."""
+    Components with a soft area below `min_area` of the image are ignored (specks). `colours`: the named
+    RGB palette to read colours with (default: the dataset's COLOURS; pass more, e.g. a colour an adapter
+    taught, to recognise it too)."""
     sh = _shapes_module()
     rgb = _to_uint8_hwc(image)  # (H, W, 3)
     h, w, _ = rgb.shape
     bg = np.asarray(sh.BACKGROUND, dtype=np.float64)
-    names = list(sh.COLOURS)
-    palette = np.asarray([sh.COLOURS[c] for c in names], dtype=np.float64)  # (K, 3)
+    colours = sh.COLOURS if colours is None else colours
+    names = list(colours)
+    palette = np.asarray([colours[c] for c in names], dtype=np.float64)  # (K, 3)
     diff = rgb - bg  # (H, W, 3)
     # coverage against each named colour: projection of (p − bg) on (C_k − bg), best-fitting colour per pixel
     axes = palette - bg  # (K, 3)

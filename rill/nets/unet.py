@@ -174,7 +174,21 @@ class UNet(nn.Module):
         self.norm_out = group_norm(ch)
         self.conv_out = zero_(conv_nd(dims, ch, cfg.resolved_out_channels * p**dims, 3, padding=1))
 
-    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Cond | None = None) -> Tensor:
+    @property
+    def skip_channels(self) -> list[int]:
+        """Channels of each skip connection, in the order `encode` returns them, then the middle block's."""
+        chs = [self.conv_in.out_channels]
+        for layer in self.down:
+            chs.append(
+                layer.conv.out_channels if isinstance(layer, Downsample) else layer.res.conv1.out_channels
+            )
+        return [*chs, chs[-1]]
+
+    def encode(
+        self, x_in: Tensor, c_noise: Tensor, cond: Cond | None = None, add: Tensor | None = None
+    ) -> tuple[Tensor, list[Tensor], tuple[Tensor, Tensor | None, Tensor | None]]:
+        """The encoder half: (middle-block output, skip tensors, (emb, context, mask)). `add` (same shape as
+        the first feature map) is added after conv_in (a control branch's encoded control image)."""
         if x_in.ndim != self.dims + 2 or x_in.shape[1] != self.config.in_channels:
             raise ValueError(
                 f"{type(self).__name__} expects x_in of shape (B, {self.config.in_channels}, "
@@ -190,11 +204,29 @@ class UNet(nn.Module):
                 mask = None
 
         h = self.conv_in(patchify(x_in, self.config.patch_size))  # (B, C, *S/p)
+        if add is not None:
+            h = h + add
         skips = [h]
         for layer in self.down:
             h = layer(h) if isinstance(layer, Downsample) else layer(h, emb, context, mask)
             skips.append(h)
         h = self.mid_res(self.mid(h, emb, context, mask), emb)
+        return h, skips, (emb, context, mask)
+
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond: Cond | None = None) -> Tensor:
+        """cond["control_residuals"] (optional): one tensor per skip connection and one for the middle
+        block (shapes as `encode` gives them), added before the decoder uses them (ControlNet, Zhang et al.
+        2023)."""
+        h, skips, (emb, context, mask) = self.encode(x_in, c_noise, cond)
+        residuals = cond.get("control_residuals") if cond else None
+        if residuals is not None:
+            if len(residuals) != len(skips) + 1:
+                raise ValueError(
+                    f"cond['control_residuals'] must hold {len(skips) + 1} tensors (one per skip connection "
+                    f"and one for the middle block), got {len(residuals)}"
+                )
+            skips = [s + r for s, r in zip(skips, residuals)]
+            h = h + residuals[-1]
         for layer in self.up:
             if isinstance(layer, Upsample):
                 h = layer(h)

@@ -10,6 +10,7 @@ and one CPU generator (deterministic for a seed). Nothing here changes the model
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..adapters.control import CONTROL_KIND, ControlBranch, ControlledNet, control_map
 from ..adapters.lora import LORA_KIND, lora_meta, lora_net, lora_tensors
 from ..core.checks import check_int, check_range
 from ..core.parametrisations import get_parametrisation
@@ -27,7 +29,7 @@ from ..model.bundle import DiffusionModel
 from ..model.files import TensorGroup, net_fingerprint
 from .batches import CaptionBank, ShardedBatches
 
-__all__ = ["FinetuneConfig", "finetune_lora", "finetune_data", "fit_adapter"]
+__all__ = ["FinetuneConfig", "finetune_lora", "finetune_control", "finetune_data", "fit_adapter"]
 
 
 @dataclass
@@ -75,13 +77,18 @@ class _Subset:
     def source_index(self, i: int) -> int:
         return self.keep[i]
 
+    def scene(self, source: int) -> Any:
+        """The structured scene of item `source` of the underlying dataset (shapes), else None."""
+        scene = getattr(self.dataset, "scene", None)
+        return scene(source) if callable(scene) else None
+
 
 def finetune_data(model: DiffusionModel, cfg: FinetuneConfig) -> _Subset:
     """The dataset named by cfg.data at the model's sample size, filtered and limited; a clear error when
     nothing is left or the samples do not fit the model."""
     kw = {"image_size": int(model.config.shape[-1])} if len(model.config.shape) == 3 else {}
-    if cfg.data.partition(":")[0] == "shapes" and cfg.limit:
-        kw["n"] = max(cfg.limit * 50, 1000)  # enough scenes to filter from, without captioning 20,000
+    if cfg.data.partition(":")[0] == "shapes" and cfg.limit:  # enough scenes, without captioning 20,000
+        kw["n"] = min(20_000, max(cfg.limit * 50, 1000)) if cfg.filter else cfg.limit
     try:
         dataset = load_dataset(cfg.data, **kw)
     except TypeError:
@@ -107,9 +114,12 @@ def fit_adapter(
     cfg: FinetuneConfig,
     before_step: Callable[[Tensor, list[int]], None] | None = None,
     log: Callable[[str], None] = print,
+    on_log: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train `params` of `net` (the adapted backbone) with the model's parametrisation loss on `data`.
-    before_step(x0, source_indices) can set per-batch inputs (a control image). Returns the loss curve."""
+    before_step(x0, source_indices) can set per-batch inputs (a control image); on_log(step) runs at every
+    log line (e.g. an adherence probe; it may switch `net` to eval, it is set back to train). Returns the
+    loss curve."""
     precond = get_parametrisation(model.config.parametrisation).build(net, model.config.param_settings())
     batches = ShardedBatches(data, cfg.batch_size, cfg.seed, 0, 1)
     bank = CaptionBank(model, batches.captions) if model.conditional else None
@@ -140,6 +150,9 @@ def fit_adapter(
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             recent = sum(losses[-cfg.log_every :]) / len(losses[-cfg.log_every :])
             log(f"step {step + 1}/{cfg.steps}  loss {recent:.4f}  {time.perf_counter() - t0:.1f} s")
+            if on_log is not None:
+                on_log(step + 1)
+                net.train()
     net.eval()
     return {"losses": losses, "wall_s": time.perf_counter() - t0, "items": len(data)}
 
@@ -167,3 +180,39 @@ def finetune_lora(
             "seed": cfg.seed, "final_loss": sum(facts["losses"][-20:]) / len(facts["losses"][-20:]),
             "wall_s": round(facts["wall_s"], 1)}  # fmt: skip
     return TensorGroup(name, LORA_KIND, lora_tensors(net), net_fingerprint(model), meta)
+
+
+def finetune_control(
+    model: DiffusionModel,
+    cfg: FinetuneConfig,
+    *,
+    kind: str = "layout",
+    hidden: int = 16,
+    name: str = "control",
+    log: Callable[[str], None] = print,
+    on_log: Callable[[int, ControlledNet], None] | None = None,
+) -> TensorGroup:
+    """Train a ControlNet-style branch (rill.adapters.control) on control maps of `kind` derived from each
+    training item (its scene for "layout", its pixels for "edges"); the base stays frozen and unchanged.
+    on_log(step, controlled_net) can probe adherence while it trains (steps to convergence)."""
+    data = finetune_data(model, cfg)
+    control_map(kind, torch.zeros(model.config.shape), data.scene(data.source_index(0)))  # fails early
+    base = copy.deepcopy(model.net).requires_grad_(False).eval()  # its grads never touch the caller's model
+    branch = ControlBranch(base, control_channels=1, hidden=hidden).to(model.device)
+    net = ControlledNet(base, branch)
+    params = list(branch.parameters())
+    log(f"control branch ({kind}): {sum(p.numel() for p in params):,} trainable parameters on {len(data)} "
+        f"items of {cfg.data}")  # fmt: skip
+
+    def set_maps(x0: Tensor, sources: list[int]) -> None:
+        net.control = torch.stack([control_map(kind, x.cpu(), data.scene(i)) for x, i in zip(x0, sources)])
+
+    probe = None if on_log is None else (lambda step: on_log(step, net))
+    facts = fit_adapter(model, net, params, data, cfg, before_step=set_maps, log=log, on_log=probe)
+    base.eval()
+    meta = {"control": kind, "control_channels": 1, "hidden": hidden, "data": cfg.data, "filter": cfg.filter,
+            "items": facts["items"], "steps": cfg.steps, "seed": cfg.seed, "lr": cfg.lr,
+            "final_loss": sum(facts["losses"][-20:]) / len(facts["losses"][-20:]),
+            "wall_s": round(facts["wall_s"], 1)}  # fmt: skip
+    tensors = {k: v.detach().cpu().clone() for k, v in branch.state_dict().items()}
+    return TensorGroup(name, CONTROL_KIND, tensors, net_fingerprint(model), meta)
