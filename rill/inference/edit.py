@@ -129,7 +129,8 @@ def inpaint(
     sigma_max: float | None = None,
     batch_size: int = 64,
 ) -> EditResult:
-    """Regenerate the white part of `mask` in `image` (C, H, W) in [-1, 1]; n samples, j seeded seed + j.
+    """Regenerate the white part of `mask` in `image` (C, H, W) in [-1, 1]; n results, j seeded seed + j.
+    A batch of images (N, C, H, W) gives one result each (result j: image j, seed + j).
 
     mask: (H, W) or (1, H, W), bool or float (≥ 0.5 = white = regenerate); invert_mask swaps the colours.
         An empty mask is refused (nothing to regenerate); an all-white mask is plain generation: the result is
@@ -146,7 +147,8 @@ def inpaint(
     shape = sample_shape(model)
     if len(shape) != 3:
         raise ValueError(f"inpainting needs an image model (C, H, W); this model draws {shape}")
-    image = check_image(image, shape)
+    images = check_image(image, shape, n)
+    n = len(images)
     hard = check_mask(mask, shape[1:], invert_mask)
     weight = feather(hard, float(blur))  # (H, W): 0 outside the mask
     kw = dict(negative=negative, nfe=nfe, sampler=sampler, guidance=guidance, sigma_min=sigma_min,
@@ -158,7 +160,7 @@ def inpaint(
     out, calls = [], 0
     for first in range(0, n, batch_size):
         seeds = list(range(seed + first, seed + min(n, first + batch_size)))
-        known = image.expand(len(seeds), *shape)
+        known = images[first : first + len(seeds)]
         if repaint_jumps:
             x, c = _repaint(model, prompt, known, weight, seeds, repaint_jumps, jump_length, **kw)
         else:
@@ -179,8 +181,8 @@ def inpaint(
     generated = torch.cat(out)
     # Paste back: outside the mask the input itself, bit for bit; inside, the generated image (blended with
     # the input by the feather weight when blur > 0).
-    blended = generated if blur == 0 else weight * generated + (1 - weight) * image
-    return EditResult(torch.where(hard, blended, image), calls, sigma_top)
+    blended = generated if blur == 0 else weight * generated + (1 - weight) * images
+    return EditResult(torch.where(hard, blended, images), calls, sigma_top)
 
 
 def outpaint(model, image: Tensor, pad: Sequence[int], prompt: str, **options) -> EditResult:
@@ -211,22 +213,24 @@ def img2img(
     there with all `nfe` calls (rill.sample spends the whole budget on the rest of the grid).
 
     strength 0: the input itself, unchanged (no call); strength 1: plain generation, generate() from the same
-    seed bit for bit (the input is not used: at σ_max it is drowned in noise anyway). Returned: the images,
-    σ_start and the calls used.
+    seed bit for bit (the input is not used: at σ_max it is drowned in noise anyway). A batch of images
+    (N, C, H, W) gives one result each (result j: image j, seed + j). Returned: the images, σ_start and the
+    calls used.
     """
     _check_common(prompt, n, seed, nfe, batch_size)
     shape = sample_shape(model)
     lo, hi = sigma_range(model, sigma_min, sigma_max)
     sigma_start = strength_to_sigma(strength, lo, hi)
-    image = check_image(image, shape)
+    images = check_image(image, shape, n)
+    n = len(images)
     kw = dict(negative=negative, nfe=nfe, sampler=sampler, guidance=guidance, sigma_min=sigma_min,
               sigma_max=sigma_max, batch_size=batch_size)  # fmt: skip
     if strength == 0:
-        return EditResult(image.expand(n, *shape).clone(), 0, 0.0, "strength 0: the input, unchanged")
+        return EditResult(images.clone(), 0, 0.0, "strength 0: the input, unchanged")
     if strength == 1:
         images, calls = _generate_counted(model, prompt, n=n, seed=seed, **kw)
         return EditResult(images, calls, hi, "strength 1: plain generation (the input is not used)")
     images, calls = _generate_counted(
-        model, prompt, n=n, seed=seed, start=image, sigma_start=sigma_start, **kw
+        model, prompt, n=n, seed=seed, start=images, sigma_start=sigma_start, **kw
     )
     return EditResult(images, calls, sigma_start)

@@ -18,13 +18,18 @@ from ..core.tensors import append_dims, sigma_batch
 __all__ = ["check_image", "check_mask", "box_mask", "pad_canvas", "feather", "KnownRegion", "CallCounter"]
 
 
-def check_image(image: Tensor, shape: tuple[int, ...], what: str = "image") -> Tensor:
-    """`image` as a float (C, H, W) tensor of the model's sample shape, or a one-line ValueError."""
+def check_image(image: Tensor, shape: tuple[int, ...], n: int = 1, what: str = "image") -> Tensor:
+    """(N, C, H, W) float images to edit: one image (C, H, W) repeated n times, or N images (N, C, H, W), one
+    result each (then n must be 1 or N); a one-line ValueError when they do not fit the model."""
     if not isinstance(image, Tensor) or not image.is_floating_point():
         raise ValueError(
             f"the {what} must be a float tensor (C, H, W) in [-1, 1], got {type(image).__name__}"
         )
-    if tuple(image.shape) != tuple(shape):
+    if image.ndim == 4 and n not in (1, len(image)):
+        raise ValueError(
+            f"got {len(image)} images and n={n}: a batch of images gives one result each; use n=1"
+        )
+    if tuple(image.shape[-3:]) != tuple(shape) or image.ndim not in (3, 4):
         c, h, w = shape
         raise ValueError(
             f"the {what} has shape {tuple(image.shape)} but the model draws {tuple(shape)} "
@@ -32,7 +37,8 @@ def check_image(image: Tensor, shape: tuple[int, ...], what: str = "image") -> T
         )
     if not torch.isfinite(image).all():
         raise ValueError(f"the {what} contains NaN or inf values; pass pixel values in [-1, 1]")
-    return image.detach().float().cpu()
+    image = image.detach().float().cpu()
+    return image if image.ndim == 4 else image[None].expand(n, *shape)
 
 
 def check_mask(mask: Tensor, size: tuple[int, int], invert: bool = False) -> Tensor:
