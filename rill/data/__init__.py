@@ -2,6 +2,7 @@
 
     load_dataset("digits", split="train")          sklearn's 1797 real 8x8 digits, (1, 8, 8)
     load_dataset("shapes", image_size=32)           procedural coloured shapes, (3, 32, 32), held-out pairs
+    load_dataset("emoji", split="train")            Noto Color Emoji with CLDR captions, (3, 32, 32), held out
     load_dataset("folder:PATH", image_size=64)      images + metadata.jsonl / .txt captions
     load_dataset("points:moons")                    2D toy sets, (2,)
     load_dataset("signals", length=64)              1D waves, (1, 64)
@@ -18,13 +19,15 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from rill.data.digits import DigitsDataset
+from rill.data.emoji import EmojiDataset
 from rill.data.folder import FolderDataset
 from rill.data.points import POINT_SETS, PointsDataset
 from rill.data.shapes import ShapesDataset
 from rill.data.signals import SignalsDataset
 
 __all__ = [
-    "load_dataset", "DATASETS", "DATASET_SPECS", "DigitsDataset", "ShapesDataset", "FolderDataset",
+    "load_dataset", "DATASETS", "DATASET_SPECS", "DigitsDataset", "ShapesDataset", "EmojiDataset",
+    "FolderDataset",
     "PointsDataset",
     "SignalsDataset",
 ]  # fmt: skip
@@ -33,11 +36,19 @@ __all__ = [
 DATASETS: dict[str, tuple[Callable[..., Dataset], bool]] = {
     "digits": (DigitsDataset, False),
     "shapes": (ShapesDataset, False),
+    "emoji": (EmojiDataset, False),
     "signals": (SignalsDataset, False),
     "folder": (FolderDataset, True),
     "points": (PointsDataset, True),
 }
-DATASET_SPECS = ("digits", "shapes", "folder:PATH", *(f"points:{name}" for name in POINT_SETS), "signals")
+DATASET_SPECS = (
+    "digits",
+    "shapes",
+    "emoji",
+    "folder:PATH",
+    *(f"points:{name}" for name in POINT_SETS),
+    "signals",
+)
 
 
 def load_dataset(spec: str, **kw: Any) -> Dataset:

@@ -22,6 +22,7 @@ from ..core.checks import check_int, check_positive_int
 from ..core.guidance import CFGDenoiser
 from ..core.sigma import SIGMA_MAX, SIGMA_MIN, check_sigma_range
 from ..samplers import sample
+from .plans import plan_for
 
 __all__ = ["generate", "pick_device", "sample_shape", "sigma_range", "DEFAULT_NFE", "DEFAULT_GUIDANCE"]
 
@@ -194,6 +195,16 @@ def generate(
                 f"start has shape {tuple(start.shape)}; expected one sample {shape} or {total} of them"
             )
 
+    # a plan `rill tune-sampler` fitted to this model for this budget and guidance (only for "auto")
+    plan = plan_for(model, sampler, nfe, float(w), lo, hi) if sigma_start is None else None
+    grid, options = None, {}
+    if plan is not None:
+        sampler, grid, options = (
+            plan["sampler"],
+            torch.tensor(plan["sigmas"], dtype=torch.float64),
+            plan["options"],
+        )
+
     with _eval_mode(model):
         cond = _encode(model, prompts, dev)  # (P, ...) or None
         uncond = _encode(model, [negative], dev) if cond is not None and float(w) != 1.0 else None
@@ -222,6 +233,8 @@ def generate(
                 callback=callback if first == 0 else None,
                 start=None if start is None else start[first : first + len(ks)].to(dev),
                 sigma_start=sigma_start,
+                grid=grid,
+                **options,
             )
             out.append((x.float().clamp(-1, 1) if len(shape) == 3 else x.float()).cpu())
     return torch.cat(out)

@@ -57,6 +57,9 @@ class DiffusionModel(nn.Module):
         self.text_encoder = text_encoder  # plain attribute: never part of the state_dict
         self.groups: dict[str, Any] = {}
         self.info: dict[str, Any] = {}
+        # tuned few-step plans by budget: {"<nfe>": {"sampler", "options", "sigmas", "guidance", ...}}
+        # (rill.inference.tune writes them; generate(sampler="auto") uses a matching one)
+        self.sampling: dict[str, Any] = {}
         auto = NETS[config.net].fields_for(config.shape, self._cond_spec(config))
         self.net = build_net(config.net, config.net_preset, **{**auto, **config.net_overrides})
         resolved = {k: v for k, v in net_config(self.net).items() if k != "kind"}

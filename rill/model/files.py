@@ -8,6 +8,7 @@ A model file is ONE self-describing .safetensors:
             "rill.model_config"     the ModelConfig as JSON (the backbone's fields fully resolved in
                                     net_overrides, so the file rebuilds without presets)
             "rill.info"             optional JSON facts (training step, wall time, recipe, …)
+            "rill.sampling"         optional JSON {"<nfe>": tuned sampler plan} (rill tune-sampler)
             "rill.groups"           optional JSON {group: {"kind", "base", "meta"}}; "base" is the fingerprint
                                     of the backbone the group was made for (net_fingerprint)
 A group file (save_group / load_group) holds one group on its own: "rill.format" = "rill-group/1".
@@ -100,6 +101,8 @@ def save_model(
     meta = {"rill.format": FORMAT, "rill.model_config": json.dumps(config_to_dict(model.config))}
     if metadata:
         meta["rill.info"] = json.dumps(metadata)
+    if getattr(model, "sampling", None):
+        meta["rill.sampling"] = json.dumps(model.sampling)
     groups = list(model.groups.values()) if groups is None else list(groups)
     if groups:
         base = net_fingerprint(model)
@@ -158,6 +161,7 @@ def load_model(
     headers = _json_meta(meta, "rill.groups", p)
     model.net.load_state_dict(_check_weights(model, tensors, p, tuple(headers)))
     model.info = _json_meta(meta, "rill.info", p)
+    model.sampling = _json_meta(meta, "rill.sampling", p)
     base = net_fingerprint(model)
     for name, header in headers.items():
         group = TensorGroup.from_header(name, header, _group_tensors(tensors, name))
