@@ -29,6 +29,7 @@ COMMANDS = {
     "finetune": "finetune",
     "info": "info",
     "samplers": "samplers",
+    "tune-sampler": "tune_sampler",
     "eval": "eval",
     "edit": "edit",
 }
