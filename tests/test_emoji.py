@@ -133,3 +133,13 @@ def test_an_unknown_sequence_is_left_out():
     assert emoji_data.render_emoji("\U0001f600", face).shape == (32, 32, 3)
     assert emoji_data.render_emoji("\U0001f600\u200d\U0001f680\U0001f600", face) is None  # three glyphs
     assert np.asarray(emoji_data.render_emoji("\U0001f600", face, 64)).shape == (64, 64, 3)
+
+
+def test_feature_net_arrays_hold_one_image_per_emoji(every):
+    from rill.eval.features import dataset_arrays
+
+    images, labels = dataset_arrays("emoji", "all")
+    assert images.shape == (len(every.entries), 3, 32, 32) and torch.equal(labels, torch.arange(len(labels)))
+    assert torch.equal(images[7], by_name(every, every.entries[7]["name"]))
+    held, held_labels = dataset_arrays("emoji", "heldout")
+    assert all(every.entries[i]["heldout"] for i in held_labels.tolist()) and len(held) == len(held_labels)

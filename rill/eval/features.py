@@ -3,7 +3,7 @@
 Offline default: a small CNN that rill trains on the dataset's own real images (about a minute on a CPU) and
 caches as safetensors + JSON; its penultimate layer (128 numbers) is the feature. Features, not adherence: the
 digit classifier that judges prompt adherence (`DigitJudge`, adherence.py) is a separate model fitted only on
-the held-out digits. digits: 10 classes; shapes:
+the held-out digits. digits: 10 classes; emoji: one class per emoji (3,527, shift-augmented); shapes:
 multi-label (colour, shape) pairs present + occupied 3x3 cells + sizes present, so the features see what the
 captions say. Pretrained Inception / CLIP / DINOv2 features load through transformers from a LOCAL folder only
 (`HFImageFeatures`); nothing is downloaded.
@@ -91,7 +91,8 @@ def _shapes_targets(scene: list[dict[str, Any]]) -> Tensor:
 
 
 def dataset_arrays(dataset: str, split: str, n: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Real images (N, C, H, W) in [-1, 1] and targets: class ids (digits) or multi-hot vectors (shapes)."""
+    """Real images (N, C, H, W) in [-1, 1] and targets: class ids (digits; emoji: the entry index) or
+    multi-hot vectors (shapes)."""
     from rill.data import load_dataset
 
     if dataset == "digits":
@@ -105,9 +106,15 @@ def dataset_arrays(dataset: str, split: str, n: int | None = None, seed: int = 0
         images = torch.stack([ds[i][0] for i in range(len(ds))])
         targets = torch.stack([_shapes_targets(ds.scene(i)) for i in range(len(ds))])
         return images, targets
+    if dataset == "emoji":  # one class per emoji (3,527): the features see subject, tone and colour
+        ds = load_dataset("emoji", split=split)
+        first = [j for j, e in enumerate(ds.entry_of) if j == 0 or e != ds.entry_of[j - 1]]  # one item each
+        images = ds.images[first].float()
+        labels = torch.tensor([ds.entry_of[j] for j in first], dtype=torch.long)
+        return (images[:n], labels[:n]) if n is not None else (images, labels)
     raise ValueError(
-        f"no evaluation classifier for dataset {dataset!r}; rill trains them for 'digits' and "
-        "'shapes' (for other data pass --features hf:PATH with a local CLIP / DINOv2 folder)"
+        f"no evaluation classifier for dataset {dataset!r}; rill trains them for 'digits', 'shapes' and "
+        "'emoji' (for other data pass --features hf:PATH with a local CLIP / DINOv2 folder)"
     )
 
 
