@@ -62,7 +62,9 @@ def test_generate_subprocess_writes_pngs(tiny_ckpt, tmp_path):
     assert r.returncode == 0, r.stderr
     assert str(out) in r.stdout
     names = sorted(p.name for p in out.iterdir())
-    stem = "a-handwritten-digit-7"
+    (grid,) = out.glob("*-grid.png")  # <slug>-<hash of the settings>-grid.png
+    stem = grid.name.removesuffix("-grid.png")
+    assert stem.startswith("a-handwritten-digit-7-") and len(stem) == len("a-handwritten-digit-7-") + 8
     for s in (5, 6, 7):
         assert f"{stem}-seed{s}.png" in names and f"{stem}-seed{s}-x4.png" in names
     with Image.open(out / f"{stem}-seed6.png") as im:
@@ -108,7 +110,8 @@ def test_generate_png_matches_generate_api(tiny_ckpt, tmp_path):
     expected = to_uint8(generate(load_model(tiny_ckpt), "a 3", n=2, nfe=3, seed=5, device="cpu"))[
         1, 0
     ].numpy()
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "a-3-seed6.png")), expected)
+    (png,) = tmp_path.glob("a-3-*-seed6.png")
+    assert np.array_equal(np.asarray(Image.open(png)), expected)
 
 
 def test_info_and_samplers(tiny_ckpt, capsys):

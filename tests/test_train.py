@@ -6,13 +6,12 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from _procs import signal_when_ready
 
 from rill.model import DiffusionModel, config_to_json, load_model
 from rill.train import NonFiniteLossError, TrainConfig, lr_factor, train, train_preset
@@ -118,25 +117,10 @@ def test_sigterm_saves_a_checkpoint_then_stops(tmp_path):
     cfg = tiny(tmp_path, steps=100_000, checkpoint_every=0, keep_last=1)
     (tmp_path / "cfg.json").write_text(config_to_json(cfg))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rill.train", "--config", str(tmp_path / "cfg.json"), "--quiet"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.time() + 120
-        while not ((tmp_path / "log.csv").exists() and len(losses(tmp_path)) >= 2):
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.time() < deadline, "training did not start within 120 s"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    cmd = [sys.executable, "-m", "rill.train", "--config", str(tmp_path / "cfg.json"), "--quiet"]
+    ready = lambda: (tmp_path / "log.csv").exists() and len(losses(tmp_path)) >= 2  # noqa: E731
+    code, err = signal_when_ready(cmd, env, ready, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err
     assert "interrupted by SIGTERM" in err and "--resume" in err
     ck = load_checkpoint(latest_checkpoint(tmp_path))
     assert ck.step >= 2 and ck.step == losses(tmp_path)[-1][0]

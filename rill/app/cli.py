@@ -7,8 +7,9 @@
 
 A new command is one file in commands/ and one entry in COMMANDS. `import rill.app.cli` is light (argparse
 only); each command imports what it needs when it runs. Errors a user can fix print one line naming the
-problem and the next step and exit with code 2 (RILL_DEBUG=1: traceback).
-"""
+problem and the next step (RILL_DEBUG=1: traceback). Exit codes, the same for every command: 0 done, 2 a
+problem the user can fix (a flag, a file, the --out folder), 1 a failure of the run itself (a disk error, a
+non-finite loss), 130 Ctrl-C (128 + the signal)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `rill info CKPT | head`: stop quietly (Python docs, "Note on SIGPIPE")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:  # the disk under the run (full, gone, read-only): one line, not a traceback
+        if os.environ.get("RILL_DEBUG"):
+            raise
+        print(f"rill {args.command}: error: {e.__class__.__name__}: {e}", file=sys.stderr)
         return 1
 
 

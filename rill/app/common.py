@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import time
+import unicodedata
 from pathlib import Path
 
 __all__ = ["UserError", "number", "choose_bundled", "check_checkpoint", "model_path", "bundled_path",
-           "set_threads", "slug", "BUNDLED", "DEVICE_HELP"]  # fmt: skip
+           "set_threads", "slug", "BUNDLED", "DEVICE_HELP", "run_model", "read_header",
+           "check_out_dir", "free_cores"]  # fmt: skip
 
 DEVICE_HELP = "cpu | cuda | mps (default: the best available)"
 
@@ -60,11 +63,7 @@ def check_checkpoint(path: str) -> Path:
             f"or a bundled model: {', '.join(BUNDLED)}"
         )
     if p.is_dir():
-        if (p / "model.safetensors").is_file():  # a training run's folder: its final model
-            return check_checkpoint(str(p / "model.safetensors"))
-        raise UserError(
-            f"checkpoint {path!r} is a folder without a model.safetensors; pass a .safetensors file"
-        )
+        return check_checkpoint(str(run_model(p, path)))
     with open(p, "rb") as f:
         head = f.read(9)
     if p.suffix != ".safetensors" or len(head) < 9 or head[8:9] != b"{":
@@ -75,31 +74,133 @@ def check_checkpoint(path: str) -> Path:
     return p
 
 
+def run_model(run: Path, spec: str, say=print) -> Path:
+    """The model file of a training run's folder: model.safetensors when the run finished, else (a run still
+    going, killed, or resumed past its model file) the EMA weights of its newest verified checkpoint, which it
+    names through `say`."""
+    import json
+
+    from ..train.checkpoint import latest_checkpoint
+
+    final = run / "model.safetensors"
+    ckpt = latest_checkpoint(run) if (run / "checkpoints").is_dir() else None
+    if ckpt is None or not (ckpt / "ema.safetensors").is_file():
+        if final.is_file():
+            return final
+        raise UserError(
+            f"{spec!r} is a folder without a model.safetensors or a verified checkpoint; pass a "
+            ".safetensors file or the --out folder of a 'rill train' run"
+        )
+    step = int(json.loads((ckpt / "state.json").read_text(encoding="utf-8"))["step"])
+    if final.is_file():
+        info = json.loads(read_header(final)[0].get("rill.info", "{}"))
+        if int(info.get("step", -1)) >= step:
+            return final
+    say(f"model: {ckpt / 'ema.safetensors'} (EMA weights of the newest verified checkpoint, step {step}; "
+        f"the run has {'an older' if final.is_file() else 'no'} model.safetensors)")  # fmt: skip
+    return ckpt / "ema.safetensors"
+
+
+def read_header(path: Path) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """(metadata, tensor shapes) of a safetensors file, from its header only; a truncated or damaged file is
+    a UserError."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {}), {k: f.get_slice(k).get_shape() for k in f.keys()}
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) for damaged files
+        raise UserError(
+            f"{path} is damaged or truncated ({e.__class__.__name__}: {str(e).splitlines()[0][:120]}); "
+            "copy it again or use another checkpoint"
+        ) from None
+
+
 def model_path(spec: str) -> Path:
     """The model file of a bundled name ('digits', 'shapes'), a .safetensors path or a run's folder."""
     return bundled_path(spec) if spec in BUNDLED else check_checkpoint(spec)
 
 
+def _cpu_sample() -> tuple[float, float, float] | None:
+    """(wall s, busy CPU s of the whole machine, this process's CPU s) now; None without /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal; guest is inside user
+    return time.monotonic(), busy, time.process_time()
+
+
+_START = _cpu_sample()  # taken when the command starts: the window ends when the threads are chosen
+
+
+def free_cores(before, after, cores: int) -> int:
+    """Cores the other processes leave free between two _cpu_samples: the machine's busy CPU time minus this
+    process's own, over the wall time, rounded; at least 1."""
+    wall = after[0] - before[0]
+    others = max(0.0, (after[1] - before[1]) - (after[2] - before[2])) / max(wall, 1e-9)
+    return max(1, min(cores, cores - round(others)))
+
+
 def set_threads() -> int:
-    """torch threads = the cores not already busy (1-min load average), unless OMP_NUM_THREADS is set.
+    """torch threads = the cores other processes are using right now left free, unless OMP_NUM_THREADS is set.
 
     torch's OpenMP threads spin-wait for each other: on an oversubscribed CPU, 16 denoiser calls of the digits
     model took 24 s with 2 threads and 0.8 s with 1 (2 cores, load average 9), so never ask for busy cores.
+    "Right now" is the machine's CPU time (/proc/stat) minus this process's own, from the command's start to
+    this call (at least 50 ms), not the 1-minute load average, which still counts rill's own previous run
+    for a minute after it ended (back-to-back `rill demo` runs picked 1 thread of 2). Without /proc/stat
+    (macOS, Windows) the load average is used.
     """
     import torch
 
     if not os.environ.get("OMP_NUM_THREADS"):
         cores = os.cpu_count() or 1
-        try:
-            free = round(cores - os.getloadavg()[0])
-        except OSError:  # no load average on this platform
-            free = cores
+        now = _cpu_sample()
+        if _START is not None and now is not None:
+            if now[0] - _START[0] < 0.05:
+                time.sleep(0.05 - (now[0] - _START[0]))
+                now = _cpu_sample()
+            free = free_cores(_START, now, cores)
+        else:
+            try:
+                free = round(cores - os.getloadavg()[0])
+            except OSError:  # no load average on this platform
+                free = cores
         torch.set_num_threads(max(1, min(cores, free)))
     return torch.get_num_threads()
 
 
-def slug(prompt: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "unconditional"
+def slug(prompt: str, limit: int = 40) -> str:
+    """A readable file-name part in any script: accents on Latin letters folded (é -> e; й and が stay),
+    letters and digits of every language kept, lower case, the rest turned into '-', cut at a word boundary
+    near `limit` characters."""
+    kept: list[str] = []
+    for c in unicodedata.normalize("NFKD", prompt):
+        if not (unicodedata.combining(c) and kept and kept[-1].isascii()):
+            kept.append(c)
+    text = unicodedata.normalize("NFC", "".join(kept)).lower()
+    text = re.sub(r"[\W_]+", "-", text).strip("-")
+    if len(text) > limit:
+        cut = text[:limit]
+        text = cut[: cut.rfind("-")] if "-" in cut[limit // 2 :] else cut
+    return text.strip("-") or "unconditional"
+
+
+def check_out_dir(out: str) -> Path:
+    """--out as a folder that can be written, checked before any work: a file, or a folder that cannot be
+    written, is a UserError. Nothing is created here (a failed command leaves no empty folder)."""
+    p = Path(out).expanduser()
+    parent = next((q for q in (p, *p.parents) if q.exists()), Path("."))
+    if not parent.is_dir():
+        raise UserError(f"--out {out!r}: {str(parent)!r} is a file, not a folder; pass a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(
+            f"--out {out!r}: cannot write to {str(parent)!r} (permission denied); pass another folder"
+        )
+    return p
 
 
 def bundled_path(name: str) -> Path:

@@ -5,10 +5,11 @@ line with "file_name", a path relative to the folder, and "text"; "caption" is a
 it does not list, from a sidecar text file next to the image (`cat.png` -> `cat.txt`). Every image found
 under the folder (recursively) needs a caption.
 
-Every file is verified when the dataset is built (fully decoded once): unreadable, truncated and
-decompression-bomb images (more than `max_pixels` pixels) are skipped with a warning naming the file and
-counted in `dataset.skipped` (`dataset.skipped_files` holds (path, reason)). Images become RGB (transparency
-composited on white), are resized so the shorter side is `image_size`, centre-cropped, optionally flipped.
+Every file is verified when the dataset is built (fully decoded once), before its caption is looked up:
+empty (0-byte), unreadable, truncated and decompression-bomb images (more than `max_pixels` pixels) are
+skipped with a warning naming the file and counted in `dataset.skipped` (`dataset.skipped_files` holds
+(path, reason)). Images become RGB (transparency composited on white), are resized (bicubic) so the shorter
+side is `image_size`, then centre-cropped to image_size × image_size, optionally flipped.
 """
 
 from __future__ import annotations
@@ -101,11 +102,11 @@ class FolderDataset(Dataset):
             if name not in on_disk:
                 self._skip(self.root / name, "listed in metadata.jsonl but not found")
         for path in found:
-            caption = self._caption(path, metadata)
-            reason = self._verify(path)
+            reason = self._verify(path)  # first: a broken file is skipped whether or not it has a caption
             if reason is not None:
                 self._skip(path, reason)
                 continue
+            caption = self._caption(path, metadata)
             self.files.append(path)
             self.captions.append(caption)
         if not self.files:
@@ -142,6 +143,8 @@ class FolderDataset(Dataset):
 
     def _verify(self, path: Path) -> str | None:
         """None if the image decodes completely within the pixel limit, else the reason it does not."""
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
         with _pil_guard(self.max_pixels) as Image:
             try:
                 with Image.open(path) as img:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from typing import Any
 
 from ..model.config import apply_overrides, config_to_dict, config_to_json
@@ -15,6 +16,12 @@ __all__ = ["train_parser", "config_from_args", "main", "dry_run", "NET_SIZES"]
 NET_SIZES = ("tiny", "small", "base")
 _FLAGS = {  # flag -> (config key, type, help)
     "--data": ("data", str, "dataset spec: digits, shapes, signals, points:NAME, folder:PATH"),
+    "--image-size": (
+        "data_kwargs.image_size",
+        int,
+        "folder:PATH: train at S×S (each image resized so its shorter side is S, then centre-cropped; "
+        "default: the preset's size, 32 for shapes); the net's attention moves to match",
+    ),
     "--net-preset": ("model.net_preset", str, "backbone size: tiny, small, base"),
     "--steps": ("steps", int, "optimizer steps (with --minutes: whichever comes first)"),
     "--minutes": ("minutes", float, "wall-clock budget in minutes"),
@@ -22,7 +29,12 @@ _FLAGS = {  # flag -> (config key, type, help)
     "--lr": ("lr", float, "peak learning rate (AdamW)"),
     "--lr-schedule": ("lr_schedule", str, "after warm-up: constant, cosine (to 0 at --steps) or cooldown"),
     "--cooldown-steps": ("cooldown_steps", int, "lr-schedule cooldown: linear to 0 over the last N steps"),
-    "--out": ("out_dir", str, "output folder (checkpoints/, samples/, log.csv, model.safetensors)"),
+    "--out": (
+        "out_dir",
+        str,
+        "the run's folder: log.csv, checkpoints/, model.safetensors at the end, samples/ when a preview is "
+        "due (--sample-every); one run per folder",
+    ),
     "--seed": ("seed", int, "seed of the weights, data order and noise"),
     "--objective": ("model.parametrisation", str, "edm (default), epsilon or v"),
     "--text-encoder": (
@@ -67,6 +79,11 @@ def train_parser():
         help="any config field, dotted (repeatable): --set model.net_overrides.channels=64",
     )
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--out holds another run: move it aside to OUT.old-<time> (never deleted) and start a new one",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -106,6 +123,18 @@ def config_from_args(args) -> TrainConfig:
                 f"or a backbone size {list(NET_SIZES)}"
             )
         base = TRAIN_PRESETS[name]
+    if args.data is not None and args.data.split(":", 1)[0] != str(base.get("data", "")).split(":", 1)[0]:
+        base = {
+            **base,
+            "data_kwargs": {},
+        }  # the preset's data options (e.g. digits' split) are not this data's
+    if args.data is not None and args.data.startswith("folder:"):
+        if args.image_size is None:
+            overrides["data_kwargs.image_size"] = int(base["model"]["shape"][-1])
+    elif args.image_size is not None:
+        raise ValueError(
+            "--image-size is for image folders (--data folder:PATH); other datasets have their size"
+        )
     for flag, (key, _, _) in _FLAGS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
@@ -121,11 +150,18 @@ def config_from_args(args) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m rill.train` / `rill train`: parse, then train (or print the config with --dry-run)."""
+    """`python -m rill.train` / `rill train`: parse, then train (or print the config with --dry-run).
+
+    Exit codes, the same for every rill command: 0 done, 2 a problem the user can fix (a flag, the config,
+    the data, the --out folder; nothing was trained), 1 the run itself failed (a non-finite loss, a disk
+    error), 128 + the signal when stopped (130 for Ctrl-C, 143 for SIGTERM) after saving a checkpoint."""
     from .loop import NonFiniteLossError, TrainingInterrupted, train
 
     args = train_parser().parse_args(argv)
+    warnings.formatwarning = lambda message, *_, **__: f"rill train: warning: {message}\n"  # one line each
     try:
+        if args.resume and args.overwrite:
+            raise ValueError("--resume continues the run in --out, --overwrite moves it aside: pass one")
         cfg = config_from_args(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"rill train: error: {e}", file=sys.stderr)
@@ -134,12 +170,23 @@ def main(argv: list[str] | None = None) -> int:
         print(dry_run(cfg))
         return 0
     try:
-        train(cfg, resume=args.resume, progress=not args.quiet)
+        train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except TrainingInterrupted as e:
         print(f"rill train: {e}", file=sys.stderr)
         return 128 + e.signum
-    except (NonFiniteLossError, FileNotFoundError, ValueError) as e:
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, nothing saved since the last checkpoint
+        print(
+            "rill train: interrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr
+        )
+        return 130
+    except NonFiniteLossError as e:
         print(f"rill train: error: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:  # the config, the data, --out, a checkpoint: fixable
+        print(f"rill train: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the disk failed under the run (full, removed, ...): the last checkpoint is kept
+        print(f"rill train: error: {e.__class__.__name__}: {e}", file=sys.stderr)
         return 1
     return 0
 

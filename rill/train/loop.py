@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -42,10 +43,11 @@ from .checkpoint import (
 )
 from .config import TrainConfig, train_config_from_dict
 from .ema import EMA
+from .fit import fit_model_to_images
 from .precision import Precision
 
-__all__ = ["train", "NonFiniteLossError", "TrainingInterrupted", "lr_factor", "batch_indices",
-           "RESUMABLE_CHANGES"]  # fmt: skip
+__all__ = ["train", "NonFiniteLossError", "TrainingInterrupted", "RunFolderError", "lr_factor",
+           "batch_indices", "RESUMABLE_CHANGES", "run_in_folder", "prepare_run_folder"]  # fmt: skip
 
 # fields a resumed run may change; anything else must equal the checkpoint's config (or it is another run)
 RESUMABLE_CHANGES = ("steps", "minutes", "out_dir", "sample_every", "checkpoint_every", "keep_last",
@@ -57,6 +59,63 @@ SCHEDULE_CHANGES = ("lr_schedule", "cooldown_steps")
 
 class NonFiniteLossError(RuntimeError):
     """The loss (or gradient norm) became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+class RunFolderError(ValueError):
+    """--out cannot take this run: it holds another run (and neither resume nor overwrite was asked), it is a
+    file, or it cannot be written. The message names the fix."""
+
+
+def run_in_folder(out: str | Path) -> str | None:
+    """What of a training run `out` already holds ("model.safetensors, 2 checkpoints, log.csv"), or None."""
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    found = [name for name in ("model.safetensors", "log.csv") if (out / name).is_file()]
+    ckpts = (
+        [p for p in (out / "checkpoints").glob("step-*") if p.is_dir()]
+        if (out / "checkpoints").is_dir()
+        else []
+    )
+    if ckpts:
+        found.insert(0, f"{len(ckpts)} checkpoint(s)")
+    return ", ".join(found) or None
+
+
+def prepare_run_folder(out: str | Path, *, resume: bool, overwrite: bool) -> Path | None:
+    """Check that `out` can take this run (see RunFolderError). A folder holding a run is refused unless
+    resuming; with `overwrite` the old run is moved aside to OUT.old-<timestamp> (never deleted), whose path
+    is returned. Nothing is created here: the folder is made when the run first writes to it."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {str(out)!r} is a file, not a folder; pass a folder for the run")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise RunFolderError(
+            f"--out {str(out)!r}: {str(parent)!r} is a file, not a folder; pass another --out"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunFolderError(
+            f"--out {str(out)!r}: cannot write to {str(parent)!r} (permission denied); "
+            "pass a folder you can write to"
+        )
+    held = run_in_folder(out)
+    if held is None or resume:
+        return None
+    if not overwrite:
+        raise RunFolderError(
+            f"--out {str(out)!r} already holds a training run ({held}); continue it with --resume, or start "
+            "a new run there with --overwrite (moves the old run to "
+            f"{out.name}.old-<time>), or pass another --out"
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = out.with_name(f"{out.name}.old-{stamp}")
+    k = 1
+    while aside.exists():
+        k += 1
+        aside = out.with_name(f"{out.name}.old-{stamp}-{k}")
+    os.replace(out, aside)
+    return aside
 
 
 class TrainingInterrupted(Exception):
@@ -188,10 +247,14 @@ def _restore(
         )
 
 
-def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: bool = True) -> Path:
+def train(
+    config: TrainConfig, *, resume: bool | str | Path = False, overwrite: bool = False, progress: bool = True
+) -> Path:
     """Run `config`; returns the path of the final model file (OUT/model.safetensors, EMA weights).
 
     resume: True = continue from the newest valid checkpoint in config.out_dir; a path = that checkpoint.
+    overwrite: config.out_dir may hold another run; it is moved aside to OUT.old-<time> first. Without resume
+        or overwrite, an out_dir that holds a run raises RunFolderError (a folder belongs to one run).
     Raises TrainingInterrupted (after saving) on SIGINT/SIGTERM and NonFiniteLossError on a NaN/inf loss.
     """
     from accelerate import Accelerator
@@ -214,10 +277,21 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
         torch.set_num_threads(cfg.num_threads)
     rank, world, main, dev = acc.process_index, acc.num_processes, acc.is_main_process, acc.device
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if main or not overwrite:  # the main process moves an old run aside; the others wait for it
+        aside = prepare_run_folder(out, resume=bool(resume), overwrite=overwrite)
+        if aside is not None:
+            acc.print(f"rill train: moved the run that was in {out} to {aside}")
+    acc.wait_for_everyone()
     torch.manual_seed(cfg.seed)  # identical initial weights on every process
     dataset = load_dataset(cfg.data, **cfg.data_kwargs)
     shape = tuple(getattr(dataset, "image_shape", tuple(dataset[0][0].shape)))
+    if getattr(dataset, "skipped", 0):
+        acc.print(
+            f"rill train: skipped {dataset.skipped} unreadable image(s) of {cfg.data!r} (warnings above)"
+        )
+    if shape != cfg.model.shape and cfg.data.startswith("folder:"):  # the net follows the images
+        cfg.model, note = fit_model_to_images(cfg.model, shape)
+        acc.print(f"rill train: {note}")
     if shape != cfg.model.shape:
         raise ValueError(
             f"data {cfg.data!r} gives samples of shape {shape} but model.shape={cfg.model.shape}; "
@@ -226,6 +300,7 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     cfg.model.dataset, cfg.model.cfg_dropout = cfg.data, cfg.caption_dropout
     model = DiffusionModel(cfg.model).to(dev)
     cfg.model = model.config  # resolved (full backbone fields, encoder spec): what the files record
+    out.mkdir(parents=True, exist_ok=True)  # only now: a run that fails to start leaves no empty folder
     batches = ShardedBatches(dataset, cfg.batch_size, cfg.seed, rank, world)
     bank = CaptionBank(model, batches.captions) if model.conditional else None
     if bank is not None:  # record the encoder's full spec (not just its name) in every file written
@@ -240,6 +315,13 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
         _restore(ckpt, model, opt, ema, noise, acc)
         step, images_seen = ckpt.step, int(ckpt.state["images_seen"])
         wall_before = float(ckpt.state["wall_time"])
+        threads = ckpt.state.get("threads")
+        if threads is not None and threads != torch.get_num_threads():
+            acc.print(
+                f"note: resuming with {torch.get_num_threads()} torch threads, the checkpoint's run used "
+                f"{threads}: the run continues, but not bit-exactly (CPU sums depend on the thread count); "
+                f"pass --threads {threads} for an exact resume"
+            )
     log = _RunLog(out, ckpt.step if ckpt else None) if main else None
     objective, opt = acc.prepare(_Objective(model, cfg), opt)
     amp = Precision(cfg.mixed_precision, dev)
@@ -257,7 +339,11 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
         if main:
             rng_t, rng_m = capture_rng()
             state = dict(
-                images_seen=images_seen, wall_time=wall(), config=config_to_dict(cfg), world_size=world
+                images_seen=images_seen,
+                wall_time=wall(),
+                config=config_to_dict(cfg),
+                world_size=world,
+                threads=torch.get_num_threads(),
             )
             sd, osd, esd = model.net.state_dict(), opt.state_dict(), ema.state_dict()
             ck = Checkpoint(step, sd, osd, {**rng_t, "gen.noise": gens}, rng_m, state, esd, meta)
@@ -270,8 +356,15 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
         f"rill train: {n_params:,} parameters, {len(dataset)} samples of {shape}, {world} process(es) on "
         f"{dev}, batch {cfg.batch_size}, out {out}" + (f", resumed at step {step}" if ckpt else "")
     )
+    # with --minutes the bar counts seconds of the budget (the run stops on time, seldom at --steps)
+    timed = cfg.minutes is not None
     bar = tqdm(
-        total=cfg.steps, initial=step, disable=not (main and progress), dynamic_ncols=True, unit="step"
+        total=round(60 * cfg.minutes) if timed else cfg.steps,
+        initial=min(round(wall_before), round(60 * cfg.minutes)) if timed else step,
+        disable=not (main and progress),
+        dynamic_ncols=True,
+        unit="s" if timed else "step",
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]" if timed else None,
     )
     t_start = last_t = time.perf_counter()
     last_step, losses, preview = step, [], None
@@ -311,7 +404,11 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
             step, images_seen = step + 1, images_seen + cfg.batch_size
             ema.update(model.net, cfg.batch_size, images_seen)
             losses.append(loss.detach())
-            bar.update(1)
+            if timed:
+                bar.update(min(wall(), bar.total) - bar.n)
+                bar.set_postfix_str(f"step {step}" + (f"/{cfg.steps}" if cfg.steps else ""), refresh=False)
+            else:
+                bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps or flags[1:].any():  # also the last step
                 mean = torch.stack(losses).mean()
                 mean = (acc.reduce(mean, "mean") if world > 1 else mean).item()
@@ -320,7 +417,8 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
                 row = dict(step=step, loss=repr(mean), lr=repr(lr), images_per_s=f"{ips:.1f}")
                 if main:
                     log.write({**row, "wall_time": f"{wall():.2f}"})
-                    bar.set_postfix(loss=f"{mean:.4f}", img_s=f"{ips:.0f}")
+                    if not timed:
+                        bar.set_postfix(loss=f"{mean:.4f}", img_s=f"{ips:.0f}")
                 last_t, last_step, losses = now, step, []
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 checkpoint()
@@ -337,7 +435,11 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, progress: b
     checkpoint()
     final = out / "model.safetensors"
     if main:
-        info = dict(step=step, images_seen=images_seen, wall_time=round(wall(), 2), seed=cfg.seed)
+        info = dict(
+            step=step, images_seen=images_seen, wall_time=round(wall(), 2), seed=cfg.seed, data=cfg.data,
+            batch_size=cfg.batch_size, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
+            threads=torch.get_num_threads(),
+        )  # fmt: skip
         save_model(model, final, weights=ema.state_dict(), metadata=info)
         log.close()
         acc.print(f"done: {step} steps, model written to {final}")

@@ -7,6 +7,7 @@ these helpers are cheap to import from the `rill` command.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ __all__ = [
     "make_grid",
     "to_pil",
     "save_png",
+    "read_png_text",
     "save_grid",
     "save_gif",
     "save_labeled_grid",
@@ -69,19 +71,51 @@ def to_pil(image: Tensor, scale: int = 1):
     return pil
 
 
-def save_png(image: Tensor, path: str | Path, scale: int = 1) -> Path:
-    """Save one (C, H, W) image in [-1, 1] as a uint8 PNG (creating the folder). Returns the path."""
-    path = Path(path)
+def save_png(image: Tensor, path: str | Path, scale: int = 1, text: dict[str, str] | None = None) -> Path:
+    """Save one (C, H, W) image in [-1, 1] as a uint8 PNG (creating the folder). Returns the path.
+
+    text: PNG text chunks (iTXt, UTF-8), e.g. {"parameters": ...} as A1111 writes them; `read_png_text`
+    reads them back. The file is written under a temporary name and renamed, so it is never half-written."""
+    return _save_pil(to_pil(image, scale), Path(path), text)
+
+
+def _save_pil(pil, path: Path, text: dict[str, str] | None = None) -> Path:
+    from PIL import PngImagePlugin
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(image, scale).save(path)
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_itxt(key, value)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pil.save(tmp, format="PNG", pnginfo=info)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
+def read_png_text(path: str | Path) -> dict[str, str]:
+    """The text chunks of a PNG (tEXt, zTXt, iTXt) as a dict; {} when it has none."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # text chunks after the image data are read only once the image is loaded
+        return {str(k): str(v) for k, v in (getattr(im, "text", None) or {}).items()}
+
+
 def save_grid(
-    images: Tensor, path: str | Path, nrow: int | None = None, scale: int = 1, padding: int = 1
+    images: Tensor,
+    path: str | Path,
+    nrow: int | None = None,
+    scale: int = 1,
+    padding: int = 1,
+    text: dict[str, str] | None = None,
 ) -> Path:
     """Tile (N, C, H, W) images in [-1, 1] (see `make_grid`) and save as a PNG upscaled by `scale`."""
-    return save_png(make_grid(images, nrow, padding), path, scale)
+    return save_png(make_grid(images, nrow, padding), path, scale, text)
 
 
 def save_labeled_grid(images: Tensor, path: str | Path, labels: Sequence[str], scale: int = 1) -> Path:
@@ -101,10 +135,7 @@ def save_labeled_grid(images: Tensor, path: str | Path, labels: Sequence[str], s
     draw = ImageDraw.Draw(out)
     for r, text in enumerate(labels):
         draw.text((4, scale + r * row_h + row_h // 2 - 6), text, fill=(0, 0, 0))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out.save(path)
-    return path
+    return _save_pil(out, Path(path))
 
 
 def save_gif(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..common import DEVICE_HELP, number, set_threads
+from ..common import DEVICE_HELP, check_out_dir, number, set_threads
 
 HELP = "digit and shape grids and a denoising strip from the bundled models"
 
@@ -22,6 +22,7 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
+    check_out_dir(args.out)  # before any work: a file or an unwritable folder is a one-line error
     print(f"torch threads: {set_threads()}")
     run_demo(Path(args.out), nfe=args.nfe, seed=args.seed, device=args.device, columns=args.columns)
     return 0
