@@ -21,7 +21,8 @@ from torch import Tensor
 
 from .sigma import SIGMA_MAX, SIGMA_MIN, append_zero, check_grid_args
 
-__all__ = ["KNOTS", "DESIGNED_FOR", "rill_grid", "knots_for", "resample_row"]
+__all__ = ["KNOTS", "DESIGNED_FOR", "NET_ROWS", "rill_grid", "rill_nets_grid", "knots_for", "net_knots_for",
+           "resample_row"]  # fmt: skip
 
 DESIGNED_FOR = ("unipc", {"order": 3, "variant": "bh1"})  # the solver the knots were optimised for
 # n -> (u_1, …, u_{n−1}) as printed by benchmarks/design_grid.py (σ range 0.002–80 during the design; the
@@ -70,8 +71,28 @@ def knots_for(n: int) -> np.ndarray:
     return (1 - w) * resample_row(KNOTS[a], n) + w * resample_row(KNOTS[b], n)
 
 
+# The "rill-nets" grid (sampler auto's): the same table, except that on trained networks these budgets use
+# the row of a smaller n stretched to n knots (n -> the row used). Chosen on the bundled digits model (w = 3),
+# checked on the shapes model and digits w = 1 (benchmarks/results/samplers_nets.md; docs/samplers.md).
+NET_ROWS: dict[int, int] = {7: 6, 8: 6, 9: 6}
+
+
+def net_knots_for(n: int) -> np.ndarray:
+    """Knots of the "rill-nets" grid: NET_ROWS' row stretched where listed, else knots_for(n)."""
+    return resample_row(KNOTS[NET_ROWS[n]], n) if n in NET_ROWS else knots_for(n)
+
+
+def _grid(u: np.ndarray, sigma_min: float, sigma_max: float) -> Tensor:
+    return append_zero(sigma_max * (sigma_min / sigma_max) ** torch.from_numpy(u))
+
+
+def rill_nets_grid(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> Tensor:
+    """The grid sampler auto uses on trained networks (NET_ROWS), float64, length n + 1."""
+    check_grid_args(n, sigma_min, sigma_max)
+    return _grid(net_knots_for(int(n)), sigma_min, sigma_max)
+
+
 def rill_grid(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> Tensor:
     """rill's designed grid of n steps: σ_k = σ_max·(σ_min/σ_max)^{u_k}, then 0 (float64, length n + 1)."""
     check_grid_args(n, sigma_min, sigma_max)
-    u = torch.from_numpy(knots_for(int(n)))
-    return append_zero(sigma_max * (sigma_min / sigma_max) ** u)
+    return _grid(knots_for(int(n)), sigma_min, sigma_max)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .designed_grid import rill_grid
+from .designed_grid import rill_grid, rill_nets_grid
 from .schedules import VPSchedule
 from .sigma import SIGMA_MAX, SIGMA_MIN, append_zero, check_grid_args, logsnr_to_sigma
 
@@ -84,6 +84,7 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
     "logsnr": logsnr_uniform,
     "polyexponential": polyexponential,
     "rill": rill_grid,
+    "rill-nets": rill_nets_grid,
 }
 
 

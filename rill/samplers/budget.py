@@ -19,7 +19,7 @@ __all__ = ["AUTO", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve
 
 # nfe ≥ key → (sampler, options, grid), chosen from benchmarks/results/samplers.md (docs/samplers.md says why)
 AUTO: dict[int, tuple[str, dict, str]] = {
-    1: ("unipc", {"order": 3, "variant": "bh1"}, "rill"),
+    1: ("unipc", {"order": 3, "variant": "bh1"}, "rill-nets"),
     45: ("unipc", {"order": 3}, "karras"),
 }
 DEFAULT_GRID = "karras"  # grid for an explicitly named sampler when grid=None
