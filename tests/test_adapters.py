@@ -333,3 +333,14 @@ def test_finetune_control_and_cli(model, tmp_path, capsys):
             "--steps", "1", "--batch-size", "2", "--threads", "1",
             "--out", str(tmp_path / "e.safetensors")]  # fmt: skip
     assert main(argv) == 0
+
+
+def test_controlled_generate_keeps_the_callers_mode(model):
+    from rill.inference.adapters import controlled
+
+    group = _control_group(model)
+    for mode in (True, False):
+        model.train(mode)
+        generate(controlled(model, group, _control_image(), scale=1.0), ["a 3"], n=1, nfe=2, seed=0)
+        assert model.training is mode and model.net.training is mode
+    model.eval()

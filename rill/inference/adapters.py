@@ -102,6 +102,7 @@ class ControlledModel(nn.Module):
             self.net, model.config.param_settings()
         )
         object.__setattr__(self, "_denoiser", precond)
+        self.train(bool(model.training))  # generate() restores this mode: it must be the model's own
 
     def denoiser(self, x: Tensor, sigma: Tensor, cond: dict[str, Tensor] | None = None) -> Tensor:
         return self._denoiser(x, sigma, cond)

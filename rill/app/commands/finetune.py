@@ -34,9 +34,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument("--steps", type=pos, default=300, help="optimizer steps (default 300)")
     g.add_argument("--batch-size", type=pos, default=16, help="batch size (default 16)")
-    g.add_argument(
-        "--lr", type=flt, default=None, help="AdamW learning rate (default 1e-3 LoRA, 2e-4 control)"
-    )
+    g.add_argument("--lr", type=flt, default=1e-3, help="AdamW learning rate (default 1e-3)")
     g.add_argument("--seed", type=seed, default=0, help="seed of the init, data order and noise")
     g.add_argument("--threads", type=pos, help="torch CPU threads (default: the free cores)")
     g.add_argument("--out", required=True, help="the adapter file to write (.safetensors)")
@@ -56,10 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from ...train.finetune import FinetuneConfig, finetune_lora
 
     model = load_model(model_path(args.model))
-    lr = args.lr if args.lr is not None else (1e-3 if args.lora else 2e-4)
     cfg = FinetuneConfig(
         data=args.data, filter=args.filter, limit=args.limit, steps=args.steps, batch_size=args.batch_size,
-        lr=lr, seed=args.seed,
+        lr=args.lr, seed=args.seed,
     )  # fmt: skip
     if args.lora:
         targets = args.targets if "," not in args.targets else args.targets.split(",")
