@@ -143,3 +143,10 @@ def test_feature_net_arrays_hold_one_image_per_emoji(every):
     assert torch.equal(images[7], by_name(every, every.entries[7]["name"]))
     held, held_labels = dataset_arrays("emoji", "heldout")
     assert all(every.entries[i]["heldout"] for i in held_labels.tolist()) and len(held) == len(held_labels)
+
+
+def test_templates_option_keeps_one_caption_per_emoji():
+    one = EmojiDataset("train", templates=1)
+    assert len(one) == len(set(one.entry_of)) and all(c.startswith("an emoji of ") for c in one.captions)
+    with pytest.raises(ValueError, match="emoji templates"):
+        EmojiDataset(templates=0)

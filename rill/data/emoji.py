@@ -271,8 +271,13 @@ class EmojiDataset(Dataset):
         image_size: int = 32,
         font: str | None = None,
         cache_dir: str | None = None,
+        templates: int = len(TEMPLATES),
     ) -> None:
+        """templates: how many of TEMPLATES each emoji gets (1 = "an emoji of {name}" only: a third of the
+        captions for a text encoder to encode up front)."""
         check_choice("emoji split", split, SPLITS)
+        check_choice("emoji templates", templates, range(1, len(TEMPLATES) + 1))
+        used = TEMPLATES[:templates]
         pixels, named, self.source = load_rendered(image_size, font, cache_dir)
         entries = [{**e, **parse_name(e["name"])} for e in named]
         self.heldout = heldout_pairs(entries)
@@ -281,10 +286,8 @@ class EmojiDataset(Dataset):
             i for i, e in enumerate(self.entries) if split == "all" or e["heldout"] == (split == "heldout")
         ]
         self.split, self.image_shape = split, (3, image_size, image_size)
-        self.entry_of = [i for i in keep for _ in TEMPLATES]
-        self.captions = [
-            t.format(caption_name(self.entries[i], k)) for i in keep for k, t in enumerate(TEMPLATES)
-        ]
+        self.entry_of = [i for i in keep for _ in used]
+        self.captions = [t.format(caption_name(self.entries[i], k)) for i in keep for k, t in enumerate(used)]
         unique = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # (E, 3, S, S) uint8
         self.images: Tensor = (
             unique[torch.tensor(self.entry_of, dtype=torch.long)].to(torch.float16) / 127.5 - 1

@@ -7,6 +7,10 @@ state, and the processes of a DDP run see disjoint shards of every batch.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,19 +64,49 @@ class ShardedBatches:
 
 
 class CaptionBank:
-    """Every distinct caption (and "") encoded once up front; a batch's conditioning is a lookup."""
+    """Every distinct caption (and "") encoded once up front; a batch's conditioning is a lookup.
+
+    Banks of at least DISK_CACHE_MIN captions (emoji: 10,581, several CPU-minutes to encode) are also kept on
+    disk, under $RILL_CACHE/captions (else ~/.cache/rill/captions), keyed by the encoder's spec and the
+    captions, so a second run or a resume reads them back (the same tensors, bit for bit)."""
+
+    DISK_CACHE_MIN = 2048
 
     def __init__(self, model: Any, captions: list[str], chunk: int = 256) -> None:
         enc = model.load_text_encoder()
         enc = getattr(enc, "encoder", enc)  # bypass CachedEncoder: the bank is the cache
         self.unique = sorted(set(captions) | {""})
         self.index = {c: i for i, c in enumerate(self.unique)}
-        parts = [enc.encode(self.unique[i : i + chunk]) for i in range(0, len(self.unique), chunk)]
-        self.cond = {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
+        path = self._disk_path(enc) if len(self.unique) >= self.DISK_CACHE_MIN else None
+        if path is not None and path.is_file():
+            from safetensors.torch import load_file
+
+            self.cond = load_file(str(path))
+        else:
+            parts = [enc.encode(self.unique[i : i + chunk]) for i in range(0, len(self.unique), chunk)]
+            self.cond = {k: torch.cat([p[k].cpu() for p in parts]) for k in parts[0]}
+            if path is not None:
+                self._save(path)
         if "mask" in self.cond and "tokens" in self.cond:  # drop all-padding columns (masked anyway)
             length = int(self.cond["mask"].any(0).nonzero().max()) + 1
             for k in ("tokens", "mask"):
                 self.cond[k] = self.cond[k][:, :length]
+
+    def _disk_path(self, enc: Any) -> Path | None:
+        spec = getattr(enc, "spec", None)
+        if not isinstance(spec, dict):
+            return None
+        key = hashlib.sha256(json.dumps([spec, self.unique], sort_keys=True).encode()).hexdigest()[:20]
+        root = Path(os.environ.get("RILL_CACHE") or Path.home() / ".cache" / "rill")
+        return root / "captions" / f"{key}.safetensors"
+
+    def _save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        save_file({k: v.contiguous() for k, v in self.cond.items()}, str(tmp))
+        os.replace(tmp, path)  # atomic: a concurrent run reads the old state or the whole file
 
     def lookup(self, captions: list[str], drop: Tensor, device: torch.device) -> dict[str, Tensor]:
         ids = torch.tensor([self.index[c] for c in captions])
