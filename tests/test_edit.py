@@ -320,6 +320,11 @@ def test_cli_help_states_the_mask_convention(capsys):
     with pytest.raises(SystemExit):
         main(["edit", "inpaint", "--help"])
     assert "WHITE = REGENERATE" in capsys.readouterr().out
+    from rill.app.cli import build_parser
+    from rill.inference.edit import DEFAULT_JUMP_LENGTH
+
+    args = build_parser().parse_args(["edit", "inpaint", "x.png", "p", "--box", "0,0,1,1"])
+    assert args.jump_length == DEFAULT_JUMP_LENGTH and args.repaint_jumps == 0 and args.blur == 0
 
 
 def test_save_png_of_an_edit_keeps_the_pixels(model, image, right_half, tmp_path):

@@ -102,7 +102,7 @@ def _repaint(model, prompt, known, weight, seeds, jumps, jump_length, *, negativ
         d = CFGDenoiser(model.denoiser, uncond, scale=float(w)) if uncond is not None else model.denoiser
         counted = Reuse(KnownRegion(d, known, weight, noise))
         cond = _repeat(cond, torch.zeros(len(seeds), dtype=torch.long))
-        x = (1 - weight) * known.to(dev) + noise * float(sigmas[0])  # the known region starts at known + σ·ε
+        x = (1 - weight.to(dev)) * known.to(dev) + noise * float(sigmas[0])  # known region: known + σ·ε
         x = repaint_walk(counted, x, sigmas, sampler=name, options=options, jumps=jumps,
                          jump_length=jump_length, cond=cond, generator=gens)  # fmt: skip
     return x.float().clamp(-1, 1).cpu(), counted.calls
