@@ -343,3 +343,10 @@ def test_models_only_from_the_launch_folder_and_only_safetensors(tmp_path):
         assert run_job(cl, {**DIGIT, "model": "mine"})[-1]["type"] == "done"
         for name in ("pickled", "other", "linked", "deep", "sub/deep", "mine.safetensors"):
             assert cl.post("/api/jobs", json={**DIGIT, "model": name}).status_code == 422, name
+
+
+def test_the_command_refuses_bad_flags_in_one_line(tmp_path, capsys):
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "is not a TCP port" in capsys.readouterr().err
+    assert main(["serve", "--models", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err

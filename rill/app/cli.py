@@ -33,6 +33,7 @@ COMMANDS = {
     "tune-sampler": "tune_sampler",
     "eval": "eval",
     "edit": "edit",
+    "explain": "explain",
     "serve": "serve",
 }
 
