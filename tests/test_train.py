@@ -190,8 +190,8 @@ def test_ema_halflife_in_images():
 def test_configs_validate_and_dry_run_prints_json(capsys):
     with pytest.raises(ValueError, match=r"caption_dropout=1\.5 must be in \[0.0, 1.0\]"):
         train_preset("digits", caption_dropout=1.5)
-    with pytest.raises(ValueError, match="unknown parametrisation 'flow'"):
-        train_preset("digits", **{"model.parametrisation": "flow"})
+    with pytest.raises(ValueError, match="unknown parametrisation 'ddpm'"):
+        train_preset("digits", **{"model.parametrisation": "ddpm"})
     with pytest.raises(ValueError, match="unknown TrainConfig field"):
         train_preset("digits", stepz=3)
     with pytest.raises(ValueError, match="unknown training preset 'cats'"):

@@ -23,16 +23,15 @@ import torch
 from torch import Tensor
 
 from ..core.checks import check_int, check_positive_int, check_range
-from ..core.guidance import CFGDenoiser
 from .generate import (
     DEFAULT_GUIDANCE,
     DEFAULT_NFE,
-    _config_get,
-    _encode,
-    _eval_mode,
-    _model_device,
-    _repeat,
+    config_value,
+    eval_mode,
     generate,
+    guided_denoiser,
+    model_device,
+    repeat_cond,
     sample_shape,
     sigma_range,
 )
@@ -92,16 +91,14 @@ def _repaint(model, prompt, known, weight, seeds, jumps, jump_length, *, negativ
     """One chunk of RePaint inpainting: generate()'s guidance and per-sample generators, the RePaint walk."""
     lo, hi = sigma_range(model, sigma_min, sigma_max)
     name, options, sigmas, _ = plan(sampler, nfe, jumps, jump_length, lo, hi)
-    w = guidance if guidance is not None else _config_get(model, "guidance") or DEFAULT_GUIDANCE
-    dev = _model_device(model) or torch.device("cpu")
+    w = guidance if guidance is not None else config_value(model, "guidance") or DEFAULT_GUIDANCE
+    dev = model_device(model) or torch.device("cpu")
     gens = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     noise = torch.stack([torch.randn(known.shape[1:], generator=g) for g in gens]).to(dev)  # as generate()
-    with _eval_mode(model):
-        cond = _encode(model, [prompt], dev)
-        uncond = _encode(model, [negative], dev) if cond is not None and float(w) != 1.0 else None
-        d = CFGDenoiser(model.denoiser, uncond, scale=float(w)) if uncond is not None else model.denoiser
+    with eval_mode(model):
+        d, cond = guided_denoiser(model, [prompt], negative, float(w), dev)
         counted = Reuse(KnownRegion(d, known, weight, noise))
-        cond = _repeat(cond, torch.zeros(len(seeds), dtype=torch.long))
+        cond = repeat_cond(cond, torch.zeros(len(seeds), dtype=torch.long))
         x = (1 - weight.to(dev)) * known.to(dev) + noise * float(sigmas[0])  # known region: known + σ·ε
         x = repaint_walk(counted, x, sigmas, sampler=name, options=options, jumps=jumps,
                          jump_length=jump_length, cond=cond, generator=gens)  # fmt: skip

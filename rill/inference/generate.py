@@ -24,7 +24,9 @@ from ..core.sigma import SIGMA_MAX, SIGMA_MIN, check_sigma_range
 from ..samplers import sample
 from .plans import plan_for
 
-__all__ = ["generate", "pick_device", "sample_shape", "sigma_range", "DEFAULT_NFE", "DEFAULT_GUIDANCE"]
+__all__ = ["generate", "pick_device", "sample_shape", "sigma_range", "guided_denoiser", "config_value",
+           "encode_prompts", "model_device", "eval_mode", "repeat_cond", "DEFAULT_NFE",
+           "DEFAULT_GUIDANCE"]  # fmt: skip
 
 DEFAULT_NFE = 16
 DEFAULT_GUIDANCE = 2.0
@@ -51,7 +53,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def _config_get(model: Any, *names: str) -> Any:
+def config_value(model: Any, *names: str) -> Any:
     config = getattr(model, "config", None)
     for name in names:
         for obj in (config, model):
@@ -63,7 +65,7 @@ def _config_get(model: Any, *names: str) -> Any:
 
 def sample_shape(model: Any) -> tuple[int, ...]:
     """Shape of one sample, e.g. (1, 8, 8), read from the model's config."""
-    shape = _config_get(model, "shape", "data_shape", "sample_shape")
+    shape = config_value(model, "shape", "data_shape", "sample_shape")
     if shape is None:
         raise ValueError(
             f"{type(model).__name__} has no config.shape; cannot tell what size of sample to draw"
@@ -75,8 +77,8 @@ def sigma_range(
     model: Any, sigma_min: float | None = None, sigma_max: float | None = None
 ) -> tuple[float, float]:
     """(σ_min, σ_max) for sampling: the arguments, else the model's config, else EDM's 0.002 and 80."""
-    lo = sigma_min if sigma_min is not None else _config_get(model, "sigma_min") or SIGMA_MIN
-    hi = sigma_max if sigma_max is not None else _config_get(model, "sigma_max") or SIGMA_MAX
+    lo = sigma_min if sigma_min is not None else config_value(model, "sigma_min") or SIGMA_MIN
+    hi = sigma_max if sigma_max is not None else config_value(model, "sigma_max") or SIGMA_MAX
     return check_sigma_range(lo, hi)
 
 
@@ -90,7 +92,7 @@ def _prompts(prompts: str | Sequence[str]) -> list[str]:
     return out
 
 
-def _encode(model: Any, prompts: list[str], device: torch.device) -> dict[str, Tensor] | None:
+def encode_prompts(model: Any, prompts: list[str], device: torch.device) -> dict[str, Tensor] | None:
     """The model's cond dict for `prompts` on `device`, or None for an unconditional model."""
     if not getattr(model, "conditional", True):
         return None
@@ -98,7 +100,7 @@ def _encode(model: Any, prompts: list[str], device: torch.device) -> dict[str, T
     return None if cond is None else {k: v.to(device) for k, v in cond.items()}
 
 
-def _model_device(model: Any) -> torch.device | None:
+def model_device(model: Any) -> torch.device | None:
     dev = getattr(model, "device", None)
     if isinstance(dev, torch.device):
         return dev
@@ -108,7 +110,7 @@ def _model_device(model: Any) -> torch.device | None:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: Any) -> Iterator[None]:
+def eval_mode(model: Any) -> Iterator[None]:
     """Eval mode for the duration of the call, the caller's mode restored after (no hidden side effect)."""
     was_training = bool(getattr(model, "training", False))
     if was_training:
@@ -120,8 +122,21 @@ def _eval_mode(model: Any) -> Iterator[None]:
             model.train()
 
 
-def _repeat(cond: dict[str, Tensor] | None, index: Tensor) -> dict[str, Tensor] | None:
+def repeat_cond(cond: dict[str, Tensor] | None, index: Tensor) -> dict[str, Tensor] | None:
     return None if cond is None else {k: v.index_select(0, index.to(v.device)) for k, v in cond.items()}
+
+
+def guided_denoiser(model: Any, prompts: list[str], negative: str, guidance: float, device: torch.device):
+    """(denoiser, cond) for `prompts`: classifier-free guidance with `negative` as the unconditional branch
+    (Ho & Salimans 2022, Eq. 6), or the model's own denoiser when w = 1 or the model is unconditional.
+    cond has one row per prompt (None for an unconditional model)."""
+    cond = encode_prompts(model, prompts, device)  # (P, ...) or None
+    uncond = (
+        encode_prompts(model, [negative], device) if cond is not None and float(guidance) != 1.0 else None
+    )
+    if uncond is None:
+        return model.denoiser, cond
+    return CFGDenoiser(model.denoiser, uncond, scale=float(guidance)), cond
 
 
 @torch.no_grad()
@@ -172,10 +187,10 @@ def generate(
     check_positive_int("batch_size", batch_size)
     if not isinstance(negative, str):
         raise TypeError(f"negative must be one string, got {type(negative).__name__}")
-    w = guidance if guidance is not None else _config_get(model, "guidance") or DEFAULT_GUIDANCE
+    w = guidance if guidance is not None else config_value(model, "guidance") or DEFAULT_GUIDANCE
     if not math.isfinite(float(w)):
         raise ValueError(f"guidance must be a finite number, got {w!r}")
-    here = _model_device(model)
+    here = model_device(model)
     dev = pick_device(device) if device is not None or here is None else here
     if here is not None and not (here.type == dev.type and dev.index in (None, here.index)):
         raise ValueError(
@@ -205,12 +220,8 @@ def generate(
             plan["options"],
         )
 
-    with _eval_mode(model):
-        cond = _encode(model, prompts, dev)  # (P, ...) or None
-        uncond = _encode(model, [negative], dev) if cond is not None and float(w) != 1.0 else None
-        denoiser = (
-            CFGDenoiser(model.denoiser, uncond, scale=float(w)) if uncond is not None else model.denoiser
-        )
+    with eval_mode(model):
+        denoiser, cond = guided_denoiser(model, prompts, negative, float(w), dev)
         if wrap is not None:
             denoiser = wrap(denoiser)
 
@@ -228,7 +239,7 @@ def generate(
                 sampler=sampler,
                 sigma_min=lo,
                 sigma_max=hi,
-                cond=_repeat(cond, index),
+                cond=repeat_cond(cond, index),
                 generator=gens,
                 callback=callback if first == 0 else None,
                 start=None if start is None else start[first : first + len(ks)].to(dev),
