@@ -344,3 +344,26 @@ def test_controlled_generate_keeps_the_callers_mode(model):
         generate(controlled(model, group, _control_image(), scale=1.0), ["a 3"], n=1, nfe=2, seed=0)
         assert model.training is mode and model.net.training is mode
     model.eval()
+
+
+def test_checker_taught_pink_keeps_the_dataset_colours():
+    """The LoRA demo reads pink with an extended palette; the dataset's own colours must read the same."""
+    import numpy as np
+
+    from rill.data import ShapesDataset
+    from rill.data.shapes import BACKGROUND, COLOURS, place_scene, render_scene
+    from rill.eval.shapes_check import detect_objects
+
+    palette = {**COLOURS, "pink": (250, 120, 190)}
+    data = ShapesDataset(n=40, seed=3)
+    for i in range(len(data)):
+        img = data[i][0]
+        assert [o["colour"] for o in detect_objects(img, colours=palette)] == [
+            o["colour"] for o in detect_objects(img)
+        ]
+    scene = place_scene([{"shape": "circle", "colour": "white", "size": "large", "position": "center"}])
+    white = render_scene(scene).astype(float)
+    alpha = ((white - BACKGROUND) / (np.array(COLOURS["white"]) - BACKGROUND)).mean(-1, keepdims=True)
+    pink = np.rint(BACKGROUND + alpha * (np.array(palette["pink"]) - BACKGROUND)).astype(np.uint8)
+    assert [o["colour"] for o in detect_objects(pink, colours=palette)] == ["pink"]
+    assert detect_objects(pink)[0]["colour"] != "pink"
