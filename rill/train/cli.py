@@ -90,10 +90,9 @@ def train_parser():
 
 
 def _preset_for_data(data: str | None) -> str:
+    """The preset named like the data kind (digits, shapes, emoji, signals, points); shapes' otherwise."""
     kind = (data or "digits").split(":", 1)[0]
-    return {"digits": "digits", "shapes": "shapes", "signals": "signals", "points": "points"}.get(
-        kind, "shapes"
-    )
+    return kind if kind in TRAIN_PRESETS else "shapes"
 
 
 def config_from_args(args) -> TrainConfig:
