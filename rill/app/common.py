@@ -214,3 +214,20 @@ def bundled_path(name: str) -> Path:
             f"(pip install -e .) or train one: rill train --preset {name}"
         )
     return path
+
+
+def load_image_model(model_arg: str | None, prompt: str, purpose: str):
+    """(spec, path, model) for an image command: --model, or the bundled model the prompt names (said so);
+    threads set; a model that does not draw images is a UserError naming `purpose`."""
+    spec = model_arg or choose_bundled(prompt)
+    if not model_arg:
+        print(f"model: bundled '{spec}' (chosen from the prompt; pass --model digits|shapes|CKPT to choose)")
+    path = model_path(spec)
+    set_threads()
+    from ..model.files import load_model
+
+    model = load_model(path)
+    shape = tuple(model.config.shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise UserError(f"{path} makes samples of shape {shape}, not images; {purpose}")
+    return spec, path, model

@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..common import UserError, choose_bundled, model_path, number, set_threads, slug
+from ..common import UserError, load_image_model, number, slug
 
 HELP = "edit a PNG: inpaint (mask: white = regenerate), outpaint (grow the canvas), img2img (SDEdit)"
 
@@ -158,21 +158,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sampler != "auto":
         check_sampler(args.sampler)
-    spec = args.model or choose_bundled(args.prompt)
-    if not args.model:
-        print(f"model: bundled '{spec}' (chosen from the prompt; pass --model digits|shapes|CKPT to choose)")
-    path = model_path(spec)
+    spec, path, model = load_image_model(args.model, args.prompt, "edit needs an image model")
+    shape = tuple(model.config.shape)
     import torch
 
-    set_threads()
     from ...inference.edit import img2img, inpaint, outpaint
-    from ...model.files import load_model
     from ...viz.images import save_grid, save_png, to_uint8
 
-    model = load_model(path)
-    shape = tuple(model.config.shape)
-    if len(shape) != 3 or shape[0] not in (1, 3):
-        raise UserError(f"{path} makes samples of shape {shape}, not images; edit needs an image model")
     opts = {k: getattr(args, k) for k in ("n", "seed", "nfe", "sampler", "guidance", "negative")}
     size = None if args.action == "outpaint" else shape[1:]
     arr, notes = _read_png(args.image, shape[0], size, "image")

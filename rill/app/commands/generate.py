@@ -17,10 +17,8 @@ from ..common import (
     DEVICE_HELP,
     UserError,
     check_out_dir,
-    choose_bundled,
-    model_path,
+    load_image_model,
     number,
-    set_threads,
 )
 
 HELP = "prompt -> PNG images (one per seed, a grid, optionally a GIF)"
@@ -104,22 +102,12 @@ def run(args: argparse.Namespace) -> int:
         check_sampler(args.sampler)
     outputs.check_sampling(args.n, args.nfe, args.guidance, args.sampler)
     out = check_out_dir(args.out)
-    spec = args.model or choose_bundled(args.prompt)
-    if not args.model:
-        print(f"model: bundled '{spec}' (chosen from the prompt; pass --model digits|shapes|CKPT to choose)")
-    path = model_path(spec)
+    spec, path, model = load_image_model(args.model, args.prompt, "call generate() from Python")
     import torch
 
-    set_threads()
     from ...inference.generate import generate
-    from ...model.files import load_model
     from ...viz.images import make_grid, save_gif, save_png
 
-    model = load_model(path)
-    if len(model.config.shape) != 3 or model.config.shape[0] not in (1, 3):
-        raise UserError(
-            f"{path} makes samples of shape {model.config.shape}, not images; call generate() from Python"
-        )
     settings = _settings(args, spec, path, model)
     if saved is not None and saved.get("model_hash") != settings["model_hash"]:
         outputs.warn(
