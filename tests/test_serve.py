@@ -103,10 +103,11 @@ def test_a_job_streams_previews_and_gives_the_png_rill_generate_writes(c, tmp_pa
         == 0
     )
     (written,) = cli_out.glob("*seed3.png")  # the command's own naming (prompt slug, seed)
+    assert written.read_bytes() == r.content  # byte for byte, the settings chunks included
     with Image.open(got) as a, Image.open(written) as b:
         assert a.size == b.size == (8, 8) and a.mode == b.mode
         assert a.tobytes() == b.tobytes()  # pixel for pixel
-    # and byte for byte what rill.viz.images writes for rill.inference.generate's image
+    # and pixel for pixel what rill.viz.images writes for rill.inference.generate's image
     image = generate(
         bundled_model("digits"),
         DIGIT["prompt"],
@@ -116,7 +117,8 @@ def test_a_job_streams_previews_and_gives_the_png_rill_generate_writes(c, tmp_pa
         sampler="euler",
         guidance=4.0,
     )
-    assert save_png(image[0], tmp_path / "direct.png").read_bytes() == r.content
+    with Image.open(save_png(image[0], tmp_path / "direct.png")) as a, Image.open(got) as b:
+        assert a.tobytes() == b.tobytes()
 
 
 def test_page_and_options_with_safe_headers_and_no_cors(c):

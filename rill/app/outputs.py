@@ -16,7 +16,7 @@ from typing import Any
 from .common import UserError, slug
 
 __all__ = ["slug", "settings_hash", "png_text", "read_settings", "GridWriter", "check_sampling", "vocabulary",
-           "unknown_words", "LIMITS", "file_hash"]  # fmt: skip
+           "unknown_words", "LIMITS", "file_hash", "image_settings"]  # fmt: skip
 
 # hard bounds (an error) and the point past which a legal value is unwise (a warning)
 LIMITS = {"nfe": 1000, "n": 10_000, "guidance": (0.0, 100.0), "guidance_warn": 15.0, "second_order_steps": 10}
@@ -38,6 +38,27 @@ def file_hash(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:10]
+
+
+def image_settings(
+    *, prompt: str, negative: str, seed: int, sampler: str, nfe: int, guidance: float | None, sigma_min,
+    sigma_max, spec: str, path: Path, model: Any, lora: list | tuple = (), device: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Everything that decides an image, as recorded in its PNG by `rill generate` and `rill serve` alike (the
+    seed is set per image; `device` is the --device flag as given, "auto" when none)."""
+    from .. import __version__
+    from ..inference.generate import DEFAULT_GUIDANCE, sigma_range
+    from .common import BUNDLED
+
+    lo, hi = sigma_range(model, sigma_min, sigma_max)
+    w = guidance if guidance is not None else model.config.guidance or DEFAULT_GUIDANCE
+    return {
+        "prompt": prompt, "negative": negative, "seed": seed, "sampler": sampler, "nfe": nfe,
+        "guidance": float(w), "sigma_min": lo, "sigma_max": hi,
+        "model": spec if spec in BUNDLED else str(Path(path).resolve()), "model_hash": file_hash(Path(path)),
+        "size": list(model.config.shape), "lora": list(lora), "device": str(device or "auto"),
+        "rill": __version__,
+    }  # fmt: skip
 
 
 def png_text(settings: dict[str, Any]) -> dict[str, str]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..adapter_flags import adapted, add_adapter_arguments
 from ..common import (
-    BUNDLED,
     DEVICE_HELP,
     UserError,
     check_out_dir,
@@ -177,19 +176,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace, spec: str, path: Path, model) -> dict:
     """Everything that decides the image (recorded in its PNG; the seed is set per image)."""
-    from ... import __version__
-    from ...inference.generate import DEFAULT_GUIDANCE, sigma_range
-    from ..outputs import file_hash
+    from ..outputs import image_settings
 
-    lo, hi = sigma_range(model, args.sigma_min, args.sigma_max)
-    guidance = args.guidance if args.guidance is not None else model.config.guidance or DEFAULT_GUIDANCE
-    return {
-        "prompt": args.prompt, "negative": args.negative, "seed": args.seed, "sampler": args.sampler,
-        "nfe": args.nfe, "guidance": float(guidance), "sigma_min": lo, "sigma_max": hi,
-        "model": spec if spec in BUNDLED else str(path.resolve()), "model_hash": file_hash(path),
-        "size": list(model.config.shape), "lora": list(getattr(args, "lora", [])),
-        "device": str(args.device or "auto"), "rill": __version__,
-    }  # fmt: skip
+    return image_settings(
+        prompt=args.prompt, negative=args.negative, seed=args.seed, sampler=args.sampler, nfe=args.nfe,
+        guidance=args.guidance, sigma_min=args.sigma_min, sigma_max=args.sigma_max, spec=spec, path=path,
+        model=model, lora=getattr(args, "lora", []), device=args.device,
+    )  # fmt: skip
 
 
 def _prompt_warnings(model, prompt: str) -> None:

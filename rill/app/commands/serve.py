@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=Path(args.out) if args.out else None,
         allow_hosts=tuple(args.allow_host),
         device=str(pick_device(args.device)),
+        device_flag=args.device or "auto",
         queue_size=args.queue,
         job_timeout=float(args.timeout),
         warm=("digits", "shapes"),

@@ -150,6 +150,7 @@ class JobQueue:
     def _generate(self, job: Job) -> None:
         from ...inference.generate import generate
         from ...viz.images import save_png
+        from ..outputs import image_settings, png_text
 
         r, s = job.request, self.settings
         t0 = time.monotonic()
@@ -186,9 +187,14 @@ class JobQueue:
             seed=r.seed,
             callback=on_step,
         )
-        for img in images:
+        settings = image_settings(
+            prompt=r.prompt, negative=r.negative, seed=r.seed, sampler=r.sampler, nfe=r.nfe,
+            guidance=r.guidance, sigma_min=None, sigma_max=None, spec=r.model,
+            path=self.catalog.paths[r.model], model=model, device=s.device_flag,
+        )  # fmt: skip
+        for j, img in enumerate(images):  # the settings chunks `rill generate` writes, so the bytes match
             image_id = uuid.uuid4().hex
-            save_png(img, s.out_dir / f"{image_id}.png")
+            save_png(img, s.out_dir / f"{image_id}.png", text=png_text({**settings, "seed": r.seed + j}))
             job.images.append(image_id)
         job.emit(
             "done",

@@ -37,6 +37,7 @@ class Settings:
     token: str | None = None  # required on every request when set (always set off loopback)
     allow_hosts: tuple[str, ...] = ()  # extra Host header names accepted (DNS-rebinding allow-list)
     device: str = "cpu"
+    device_flag: str = "auto"  # --device as given ("auto" if none), recorded in the PNGs like rill generate
     max_body: int = 8192  # bytes of a request body
     max_nfe: int = 100
     max_batch: int = 4  # images per job
