@@ -22,10 +22,10 @@ import torch
 
 from benchmarks._peer import make_scheduler, peer_steps, run_scheduler, scheduler_grid
 from benchmarks.samplers import FastMixtureDenoiser, exact_endpoint, rms_error
+from benchmarks.samplers_nets import SD_TABLE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NFES = [4, 5, 6, 8, 10, 12, 16, 25]
-SD_TABLE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
 PEERS = [  # (label, _peer kind, config) as shipped, on the SD table
     ("DPM++ 2M (default)", "dpmpp", {}),
     ("DPM++ 2M Karras", "dpmpp", {"use_karras_sigmas": True}),

@@ -93,15 +93,14 @@ class Case:
     """One (model, guidance, prompts × seeds) problem: the guided denoiser, its noise, cached references."""
 
     def __init__(self, model, dataset: str, w: float, prompts: list[str], seeds) -> None:
-        from rill.core.guidance import CFGDenoiser
+        from rill.inference.generate import guided_denoiser
 
         self.model, self.dataset, self.w = model, dataset, w
         self.prompts = [p for p in prompts for _ in seeds]
         shape = tuple(model.config.shape)
         gens = [torch.Generator().manual_seed(s) for _ in prompts for s in seeds]
         self.z = torch.stack([torch.randn(shape, generator=g) for g in gens])  # (B, C, H, W) unit noise
-        cond = model.encode(self.prompts)
-        guided = CFGDenoiser(model.denoiser, model.encode([""]), scale=w) if w != 1 else model.denoiser
+        guided, cond = guided_denoiser(model, self.prompts, "", w, model.device)
         self.calls = 0
 
         def denoiser(x: Tensor, sigma: Tensor, c=None) -> Tensor:
@@ -128,8 +127,10 @@ class Case:
 
 
 def rms(x: Tensor, ref: Tensor) -> float:
-    """RMS pixel error of images clamped to [-1, 1]."""
-    return float(((x.clamp(-1, 1) - ref.clamp(-1, 1)) ** 2).mean().sqrt())
+    """RMS pixel error of images clamped to [-1, 1] (the measure rill tune-sampler minimises)."""
+    from rill.inference.tune import rms_error
+
+    return rms_error(x, ref)
 
 
 @torch.no_grad()

@@ -21,10 +21,9 @@ import torch
 from torch import Tensor
 
 from ..core.checks import check_positive_int
-from ..core.guidance import CFGDenoiser
 from ..core.sigma import append_zero
 from ..samplers import INFO, resolve, sample, sigmas_for, steps_for
-from .generate import DEFAULT_GUIDANCE, sample_shape, sigma_range
+from .generate import DEFAULT_GUIDANCE, guided_denoiser, sample_shape, sigma_range
 
 __all__ = ["tune_sampler", "rms_error"]
 
@@ -63,9 +62,7 @@ class _Problem:
             [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for _ in prompts for s in seeds]
         )
         self.z = self.z.to(model.device)
-        cond = model.encode(self.prompts)
-        uncond = model.encode([""]) if cond is not None and w != 1.0 else None
-        guided = CFGDenoiser(model.denoiser, uncond, scale=w) if uncond is not None else model.denoiser
+        guided, cond = guided_denoiser(model, self.prompts, "", w, model.device)
         self.denoiser = lambda x, sigma, c=None: guided(x, sigma, cond)
         self.lo, self.hi = lo, hi
         self.ref = self.run("heun", {}, "karras", reference_nfe)
