@@ -47,7 +47,9 @@ def _module(name: str):
     return importlib.import_module(f"rill.app.commands.{COMMANDS[name]}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `rill` parser. `only`: give only that command its arguments ("" = none), so a run imports just the
+    command it runs (a command's add_arguments may import heavy modules, e.g. explain's view list)."""
     from .. import __version__
 
     p = _Parser(
@@ -69,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(
                 "forward", nargs=argparse.REMAINDER, help="options of the command's own parser"
             )
-        else:
+        elif only is None or only == name:
             mod.add_arguments(parser)
     return p
 
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         # the rest belongs to the command's own parser (rill.train.cli, rill.eval.cli)
         args = argparse.Namespace(command=argv[0], func=_module(argv[0]).run, forward=argv[1:])
     else:
-        parser = build_parser()
+        parser = build_parser(only=argv[0] if argv[:1] and argv[0] in COMMANDS else "")
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
