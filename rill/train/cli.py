@@ -24,11 +24,22 @@ _FLAGS = {  # flag -> (config key, type, help)
     ),
     "--net-preset": ("model.net_preset", str, "backbone size: tiny, small, base"),
     "--steps": ("steps", int, "optimizer steps (with --minutes: whichever comes first)"),
-    "--minutes": ("minutes", float, "wall-clock budget in minutes"),
+    "--minutes": (
+        "minutes",
+        float,
+        "wall-clock budget in minutes; without --steps it is the only budget (the preset's step count is "
+        "dropped) and a wsd schedule lays its cooldown over the time",
+    ),
     "--batch-size": ("batch_size", int, "global batch size"),
     "--lr": ("lr", float, "peak learning rate (AdamW)"),
-    "--lr-schedule": ("lr_schedule", str, "after warm-up: constant, cosine (to 0 at --steps) or cooldown"),
+    "--lr-schedule": (
+        "lr_schedule",
+        str,
+        "after warm-up: constant, cosine (to 0 at --steps), cooldown (--cooldown-steps) or wsd (linear to 0 "
+        "over the last --cooldown-fraction of the budget, time or steps)",
+    ),
     "--cooldown-steps": ("cooldown_steps", int, "lr-schedule cooldown: linear to 0 over the last N steps"),
+    "--cooldown-fraction": ("cooldown_fraction", float, "lr-schedule wsd: the share of the budget to decay"),
     "--out": (
         "out_dir",
         str,
@@ -138,6 +149,8 @@ def config_from_args(args) -> TrainConfig:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             overrides[key] = None if key == "model.text_encoder" and value == "none" else value
+    if args.minutes is not None and args.steps is None:
+        overrides["steps"] = None  # --minutes alone is the budget: the run uses all of it
     if args.data is not None and args.data.split(":", 1)[0] in ("points", "signals", "digits", "shapes"):
         overrides.setdefault("model.dataset", args.data)
     for pair in args.set:

@@ -13,7 +13,7 @@ from ..model.config import ModelConfig, field_names, model_config_from_dict
 __all__ = ["TrainConfig", "train_config_from_dict", "LR_SCHEDULES", "MIXED_PRECISION"]
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
-LR_SCHEDULES = ("constant", "cosine", "cooldown")
+LR_SCHEDULES = ("constant", "cosine", "cooldown", "wsd")
 
 
 @dataclass
@@ -27,8 +27,11 @@ class TrainConfig:
     minutes: float | None = None
     batch_size: int = 64  # global batch (split over processes)
     lr: float = 1e-3
-    lr_schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at `steps`) | cooldown (below)
+    lr_schedule: str = "constant"  # after warm-up: constant | cosine (to 0 at `steps`) | cooldown | wsd
     cooldown_steps: int = 0  # "cooldown": constant, then linear to 0 over the last cooldown_steps
+    # "wsd": constant, then linear to 0 over the last cooldown_fraction of the budget, laid out over the time
+    # as well as the steps: progress = max(step / steps, elapsed / (60 · minutes)), whichever budget is set
+    cooldown_fraction: float = 0.2
     warmup_steps: int = 100
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
@@ -78,6 +81,8 @@ class TrainConfig:
                     f"0 < cooldown_steps <= steps - warmup_steps (got steps={self.steps}, "
                     f"cooldown_steps={self.cooldown_steps}, warmup_steps={self.warmup_steps})"
                 )
+        if self.lr_schedule == "wsd":
+            check_range("cooldown_fraction", self.cooldown_fraction, 0.0, 1.0, lo_open=True)
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")

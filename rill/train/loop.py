@@ -47,14 +47,15 @@ from .fit import fit_model_to_images
 from .precision import Precision
 
 __all__ = ["train", "NonFiniteLossError", "TrainingInterrupted", "RunFolderError", "lr_factor",
-           "batch_indices", "RESUMABLE_CHANGES", "run_in_folder", "prepare_run_folder"]  # fmt: skip
+           "budget_progress", "batch_indices",
+           "RESUMABLE_CHANGES", "run_in_folder", "prepare_run_folder"]  # fmt: skip
 
 # fields a resumed run may change; anything else must equal the checkpoint's config (or it is another run)
 RESUMABLE_CHANGES = ("steps", "minutes", "out_dir", "sample_every", "checkpoint_every", "keep_last",
                      "log_every", "preview_prompts", "num_threads", "cpu")  # fmt: skip
 # these may change too, but only where the steps already taken keep their learning rate (checked step by
 # step), so the resumed run still equals one uninterrupted run of the new config
-SCHEDULE_CHANGES = ("lr_schedule", "cooldown_steps")
+SCHEDULE_CHANGES = ("lr_schedule", "cooldown_steps", "cooldown_fraction")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -129,18 +130,33 @@ class TrainingInterrupted(Exception):
         self.step, self.checkpoint, self.signum = step, checkpoint, signum
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
+def lr_factor(step: int, cfg: TrainConfig, elapsed: float | None = None) -> float:
     """Learning-rate multiplier for the (0-based) step: linear warm-up, then constant, cosine to 0, or
     constant with a linear cooldown to 0 over the last `cooldown_steps` (warmup-stable-decay; Hägele et al.
-    2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations", §3)."""
+    2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations", §3).
+
+    "wsd" lays the cooldown over the budget, time and steps alike: with progress p = budget_progress(step,
+    cfg, elapsed) the multiplier is min(1, (1 − p) / cooldown_fraction). `elapsed` (training seconds so far)
+    counts only when cfg.minutes is set; without it the schedule is a function of the step alone."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "wsd":
+        return min(1.0, max(0.0, (1.0 - budget_progress(step, cfg, elapsed)) / cfg.cooldown_fraction))
     if cfg.lr_schedule == "cooldown" and cfg.steps:
         return min(1.0, max(0.0, (cfg.steps - step) / cfg.cooldown_steps))
     if cfg.lr_schedule == "cosine" and cfg.steps:
         progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return 1.0
+
+
+def budget_progress(step: int, cfg: TrainConfig, elapsed: float | None = None) -> float:
+    """How much of the run's budget `step` (after `elapsed` training seconds) has used, in [0, 1]: the larger
+    of step / steps and elapsed / (60 · minutes), whichever of the two budgets is set."""
+    p = step / cfg.steps if cfg.steps else 0.0
+    if cfg.minutes is not None and elapsed is not None:
+        p = max(p, elapsed / (60.0 * cfg.minutes))
+    return min(1.0, p)
 
 
 class _Objective(nn.Module):
@@ -396,7 +412,7 @@ def train(
                         f"non-finite gradient norm at step {step + 1}; stopped before the "
                         f"update. Last good checkpoint: {latest_checkpoint(out) or 'none'}"
                     )
-            lr = cfg.lr * lr_factor(step, cfg)
+            lr = cfg.lr * lr_factor(step, cfg, wall())
             for g in opt.param_groups:
                 g["lr"] = lr
             amp.step(opt)
@@ -440,6 +456,8 @@ def train(
             batch_size=cfg.batch_size, lr=cfg.lr, lr_schedule=cfg.lr_schedule,
             threads=torch.get_num_threads(),
         )  # fmt: skip
+        if cfg.lr_schedule == "wsd":
+            info.update(cooldown_fraction=cfg.cooldown_fraction, minutes=cfg.minutes, steps_budget=cfg.steps)
         save_model(model, final, weights=ema.state_dict(), metadata=info)
         log.close()
         acc.print(f"done: {step} steps, model written to {final}")
