@@ -124,3 +124,17 @@ def test_quality_doc_is_written_from_results(tmp_path):
     text = doc.read_text()
     assert "99.5%" in text and "22.360 vs 22.370" in text
     assert "Not run yet" in text  # the sweeps and benchmarks are missing: said, not invented
+
+
+def test_shapes_eval_reports_background_std_and_patch_blobs_beside_real():
+    from rill.model import bundled_model
+
+    net = FeatureCNN(3, 32, 10, width=16).eval()  # untrained: the plumbing, not the FD
+    prompts = ["a small red circle in the top left", "a large blue square above a small white circle"]
+    result = evaluate_model(
+        bundled_model("shapes"), "shapes", prompts, n=2, nfe=4, sampler="euler", features=net, log=False
+    )
+    assert 0 < result["background_std"] < 1 and result["background_std_real"] < 1e-4
+    assert result["blob_images_real"] == 0.0 and 0 <= result["blob_images"] <= 1
+    table = format_table(result)
+    assert "background std" in table and "images with a patch blob" in table

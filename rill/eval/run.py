@@ -259,6 +259,16 @@ def evaluate_model(
             adherence_detail=adh,
             adherence_real=real_adh["all"]["correct"],
         )
+        from .clean_check import clean_summary
+
+        clean, clean_real = clean_summary(images, per_image_prompts), clean_summary(floor, per_image_prompts)
+        result.update(
+            background_std=clean["background_std"],
+            background_std_real=clean_real["background_std"],
+            blob_images=clean["blob_images"],
+            blob_images_real=clean_real["blob_images"],
+            blobs=clean["blobs"],
+        )
     elif dataset == "digits":
         judge = DigitJudge()
         adh = digit_adherence(images, per_image_prompts, judge)
@@ -306,6 +316,17 @@ def format_table(result: dict[str, Any]) -> str:
     if result.get("adherence_heldout") is not None:
         rows.append(("adherence, held-out pairs", fmt(result["adherence_heldout"], True), ""))
         rows.append(("adherence, seen pairs", fmt(result.get("adherence_seen"), True), ""))
+    if "background_std" in result:
+        rows.append(
+            ("background std", fmt(result["background_std"]), f"real: {fmt(result['background_std_real'])}")
+        )
+        rows.append(
+            (
+                "images with a patch blob",
+                fmt(result["blob_images"], True),
+                f"real: {fmt(result['blob_images_real'], True)} ({result['blobs']} blobs in all)",
+            )
+        )
     rows += [
         ("mean saturation", fmt(result["saturation"]), f"real: {fmt(result['saturation_real'])}"),
         ("clipped pixels", fmt(result["clipped"], True), f"real: {fmt(result['clipped_real'], True)}"),

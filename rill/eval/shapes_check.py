@@ -58,12 +58,13 @@ def detect_objects(
     image: Tensor | np.ndarray,
     min_area: float = 0.004,
     colours: dict[str, tuple[int, int, int]] | None = None,
+    masks: bool = False,
 ) -> list[dict[str, Any]]:
     """The objects in one shapes image, largest first: dicts with "colour", "shape", "size", "position",
     "center" (x, y as fractions of the side), "extent" (half-size) and "area" (fraction of the image).
     Components with a soft area below `min_area` of the image are ignored (specks). `colours`: the named
     RGB palette to read colours with (default: the dataset's COLOURS; pass more, e.g. a colour an adapter
-    taught, to recognise it too)."""
+    taught, to recognise it too). masks=True adds "mask": the (H, W) bool support of the object."""
     sh = _shapes_module()
     rgb = _to_uint8_hwc(image)  # (H, W, 3)
     h, w, _ = rgb.shape
@@ -117,6 +118,7 @@ def detect_objects(
                 "extent": extent,
                 "area": area,
                 "position": sh.grid_position(*centre),
+                **({"mask": support} if masks else {}),
             }
         )
     return sorted(objects, key=lambda o: -o["area"])
