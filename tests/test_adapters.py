@@ -193,6 +193,32 @@ def test_finetune_lora_trains_only_the_adapter(model):
         finetune_lora(model, FinetuneConfig(data="digits", filter="zebra", steps=1), log=lambda _: None)
 
 
+def test_finetune_lora_on_a_grey_image_folder(model, tmp_path):
+    """folder:PATH data for a 1-channel model: RGB PNGs of any size become (1, 8, 8) grey samples."""
+    import json
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from rill.train.finetune import FinetuneConfig, finetune_data, finetune_lora
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(json.dumps({"file_name": f"{i}.png", "text": f"a handwritten {i + 1}"}))
+    (tmp_path / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    cfg = FinetuneConfig(data=f"folder:{tmp_path}", steps=2, batch_size=2, log_every=1)
+    data = finetune_data(model, cfg)
+    assert len(data) == 4 and data[0][0].shape == (1, 8, 8) and data.captions[0] == "a handwritten 1"
+    group = finetune_lora(model, cfg, rank=2, alpha=2.0, targets="all", log=lambda _: None)
+    assert group.meta["items"] == 4
+    odd = SimpleNamespace(config=SimpleNamespace(shape=(2, 8, 8)))
+    with pytest.raises(ValueError, match=r"image folders give square grey \(1, S, S\) or RGB.*\(2, 8, 8\)"):
+        finetune_data(odd, cfg)
+
+
 def test_cli_finetune_then_generate_with_lora(model, tmp_path, capsys):
     from rill.app.cli import main
     from rill.model.files import save_model

@@ -205,6 +205,27 @@ def test_folder_dataset(image_folder):
     assert torch.allclose(flipped[0][0], x) or torch.allclose(flipped[0][0], x.flip(-1))
 
 
+def test_folder_dataset_grey(tmp_path):
+    """channels=1: a grey file keeps its values exactly; RGB becomes its ITU-R 601 luma; larger images are
+    resized so the shorter side is image_size, then centre-cropped."""
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    Image.fromarray(grey, mode="L").save(tmp_path / "g.png")
+    _png(tmp_path / "red.png", size=(32, 16), colour=(200, 30, 30))
+    meta = [{"file_name": "g.png", "text": "a ramp"}, {"file_name": "red.png", "text": "red"}]
+    (tmp_path / "metadata.jsonl").write_text("\n".join(json.dumps(m) for m in meta) + "\n")
+    ds = load_dataset(f"folder:{tmp_path}", image_size=8, channels=1)
+    assert ds.image_shape == (1, 8, 8) and ds.channels == 1 and "channels=1" in repr(ds)
+    x, caption = ds[0]
+    assert caption == "a ramp" and x.shape == (1, 8, 8)
+    assert torch.equal(x[0], torch.from_numpy(grey).float() / 127.5 - 1)
+    luma = round((200 * 299 + 30 * 587 + 30 * 114) / 1000)  # 81
+    assert ds[1][0].shape == (1, 8, 8)
+    assert torch.allclose(ds[1][0], torch.full((1, 8, 8), luma / 127.5 - 1), atol=1 / 127.5)
+    assert load_dataset(f"folder:{tmp_path}", image_size=8)[0][0].shape == (3, 8, 8)  # RGB stays the default
+    with pytest.raises(ValueError, match=r"channels must be 1 \(grey\) or 3 \(RGB\), got 2"):
+        load_dataset(f"folder:{tmp_path}", image_size=8, channels=2)
+
+
 def test_folder_skips_bad_images(image_folder):
     (image_folder / "junk.png").write_bytes(b"not an image at all" * 10)
     (image_folder / "junk.txt").write_text("junk")

@@ -8,8 +8,10 @@ under the folder (recursively) needs a caption.
 Every file is verified when the dataset is built (fully decoded once), before its caption is looked up:
 empty (0-byte), unreadable, truncated and decompression-bomb images (more than `max_pixels` pixels) are
 skipped with a warning naming the file and counted in `dataset.skipped` (`dataset.skipped_files` holds
-(path, reason)). Images become RGB (transparency composited on white), are resized (bicubic) so the shorter
-side is `image_size`, then centre-cropped to image_size × image_size, optionally flipped.
+(path, reason)). Images become RGB (transparency composited on white) or, with `channels=1`, grey (PIL's
+"L": the ITU-R 601 luma of that RGB; a grey file keeps its values exactly), are resized (bicubic) so the
+shorter side is `image_size`, then centre-cropped to image_size × image_size, optionally flipped. A pixel v in
+0..255 becomes v / 127.5 − 1.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = ["FolderDataset", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000: far above any training image, far below a decompression bomb
+CHANNELS = {1: "L", 3: "RGB"}  # channels of a sample -> the PIL mode an image is converted to
 
 
 @contextlib.contextmanager
@@ -73,12 +76,14 @@ def _read_metadata(root: Path) -> dict[str, str]:
 
 
 class FolderDataset(Dataset):
-    """(image (3, S, S) float in [-1, 1], caption) from a folder; S = image_size. See the module docstring."""
+    """(image (C, S, S) float in [-1, 1], caption) from a folder; S = image_size, C = channels (3 = RGB,
+    1 = grey). See the module docstring."""
 
     def __init__(
         self,
         root: str | os.PathLike,
         image_size: int = 64,
+        channels: int = 3,
         flip: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         generator: torch.Generator | None = None,
@@ -88,8 +93,11 @@ class FolderDataset(Dataset):
             raise FileNotFoundError(f"folder dataset: {str(self.root)!r} is not a directory")
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"folder dataset: image_size must be a positive int, got {image_size!r}")
+        if channels not in CHANNELS:
+            raise ValueError(f"folder dataset: channels must be 1 (grey) or 3 (RGB), got {channels!r}")
         self.image_size, self.flip, self.max_pixels, self.generator = image_size, flip, max_pixels, generator
-        self.image_shape = (3, image_size, image_size)
+        self.channels = channels
+        self.image_shape = (channels, image_size, image_size)
         metadata = _read_metadata(self.root)
         found = sorted(
             p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
@@ -170,6 +178,7 @@ class FolderDataset(Dataset):
             if img.mode == "RGBA":
                 white = Image.new("RGBA", img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(white, img).convert("RGB")
+            img = img.convert(CHANNELS[self.channels])  # "L": luma, a grey R = G = B = v stays v
             s = self.image_size
             w, h = img.size
             scale = s / min(w, h)
@@ -184,12 +193,13 @@ class FolderDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, str]:
         img = self._load(self.files[i])
         x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(
-            self.image_size, self.image_size, 3
+            self.image_size, self.image_size, self.channels
         )
-        x = x.permute(2, 0, 1).float() / 127.5 - 1.0  # (3, S, S)
+        x = x.permute(2, 0, 1).float() / 127.5 - 1.0  # (C, S, S)
         if self.flip and torch.rand((), generator=self.generator) < 0.5:
             x = x.flip(-1)
         return x, self.captions[i]
 
     def __repr__(self) -> str:
-        return f"FolderDataset({str(self.root)!r}, n={len(self)}, skipped={self.skipped})"
+        root, n, c = str(self.root), len(self), self.channels
+        return f"FolderDataset({root!r}, n={n}, channels={c}, skipped={self.skipped})"

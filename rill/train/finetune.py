@@ -85,9 +85,21 @@ class _Subset:
 
 def finetune_data(model: DiffusionModel, cfg: FinetuneConfig) -> _Subset:
     """The dataset named by cfg.data at the model's sample size, filtered and limited; a clear error when
-    nothing is left or the samples do not fit the model."""
-    kw = {"image_size": int(model.config.shape[-1])} if len(model.config.shape) == 3 else {}
-    if cfg.data.partition(":")[0] == "shapes" and cfg.limit:  # enough scenes, without captioning 20,000
+    nothing is left or the samples do not fit the model. A folder:PATH of images is read at the model's
+    channel count (1: grey, 3: RGB) and size (shorter side resized to it, centre crop; rill.data.folder)."""
+    shape = tuple(model.config.shape)
+    kw = {"image_size": int(shape[-1])} if len(shape) == 3 else {}
+    kind = cfg.data.partition(":")[0]
+    if kind == "folder":
+        from ..data.folder import CHANNELS
+
+        if len(shape) != 3 or shape[0] not in CHANNELS or shape[1] != shape[2]:
+            raise ValueError(
+                f"--data {cfg.data}: image folders give square grey (1, S, S) or RGB (3, S, S) samples, but "
+                f"the model makes {shape}"
+            )  # fmt: skip
+        kw["channels"] = int(shape[0])
+    if kind == "shapes" and cfg.limit:  # enough scenes, without captioning 20,000
         kw["n"] = min(20_000, max(cfg.limit * 50, 1000)) if cfg.filter else cfg.limit
     try:
         dataset = load_dataset(cfg.data, **kw)
@@ -97,12 +109,9 @@ def finetune_data(model: DiffusionModel, cfg: FinetuneConfig) -> _Subset:
     keep = keep[: cfg.limit] if cfg.limit else keep
     if not keep:
         raise ValueError(f"--data {cfg.data} --filter {cfg.filter!r}: no item's caption contains the filter")
-    shape = tuple(torch.as_tensor(dataset[keep[0]][0]).shape)
-    if shape != tuple(model.config.shape):
-        raise ValueError(
-            f"--data {cfg.data} gives samples of shape {shape}, but the model makes "
-            f"{tuple(model.config.shape)}"
-        )
+    got = tuple(torch.as_tensor(dataset[keep[0]][0]).shape)
+    if got != shape:
+        raise ValueError(f"--data {cfg.data} gives samples of shape {got}, but the model makes {shape}")
     return _Subset(dataset, keep)
 
 
