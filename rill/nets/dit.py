@@ -26,6 +26,7 @@ from rill.nets.layers import (
     Cond,
     CondEmbedding,
     CrossAttention,
+    PixelRefine,
     check_positive,
     make_config,
     patchify,
@@ -52,6 +53,9 @@ class DiTConfig:
     num_classes: int = 0  # 0 = no label embedding
     noise_features: int = 256  # Fourier features of c_noise
     dropout: float = 0.0  # on the attention / MLP branches
+    # width of a full-resolution output refinement after unpatchify (layers.PixelRefine, zero-initialised,
+    # sees the input too); 0 = none (docs/clean-pictures.md)
+    refine_channels: int = 0
 
     @property
     def resolved_out_channels(self) -> int:
@@ -70,7 +74,7 @@ class DiTConfig:
             check_positive(self, name)
         if self.out_channels is not None:
             check_positive(self, "out_channels")
-        for name in ("context_dim", "pooled_dim", "num_classes"):
+        for name in ("context_dim", "pooled_dim", "num_classes", "refine_channels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.image_size % self.patch_size:
@@ -193,6 +197,9 @@ class DiT(nn.Module):
         self.norm_out = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
         self.ada_out = zero_init(nn.Linear(w, 2 * w))
         self.patch_out = zero_init(nn.Linear(w, cfg.resolved_out_channels * p * p))
+        self.refine = None
+        if cfg.refine_channels:
+            self.refine = PixelRefine(2, cfg.in_channels, cfg.resolved_out_channels, cfg.refine_channels, w)
         for block in self.blocks:  # DiT's init: Xavier-uniform linears, except the zero-initialised ones
             for lin in (block.attn.qkv, block.attn.proj, block.mlp[0], block.mlp[2]):
                 nn.init.xavier_uniform_(lin.weight)
@@ -217,4 +224,5 @@ class DiT(nn.Module):
         shift, scale = self.ada_out(c).chunk(2, dim=1)
         out = self.patch_out(modulate(self.norm_out(h), shift, scale))  # (B, N, C_out·p²)
         out = out.transpose(1, 2).reshape(B, -1, self.grid, self.grid)  # (B, C_out·p², H/p, W/p)
-        return unpatchify(out, p)  # (B, C_out, H, W)
+        out = unpatchify(out, p)  # (B, C_out, H, W)
+        return out if self.refine is None else self.refine(out, x_in, c)

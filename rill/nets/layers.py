@@ -265,3 +265,27 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class PixelRefine(nn.Module):
+    """A full-resolution output refinement for patch-folded backbones: after unpatchify, a small conv stack
+    at full resolution sees the backbone's output and the net's input and adds a correction,
+
+        out + conv_out(silu(norm(ResBlock(conv_in([out, x_in]), emb))))        conv_out zero-initialised,
+
+    so a net that gains it computes exactly what it did before (a trained model can continue training with
+    it). The ResBlock's FiLM from the noise embedding lets the correction depend on the noise level.
+    Measurements and why: docs/clean-pictures.md."""
+
+    def __init__(self, dims: int, in_ch: int, out_ch: int, width: int, emb_dim: int) -> None:
+        super().__init__()
+        self.conv_in = conv_nd(dims, in_ch + out_ch, width, 3, padding=1)
+        self.res = ResBlock(dims, width, width, emb_dim)
+        self.norm = group_norm(width)
+        self.conv_out = zero_(conv_nd(dims, width, out_ch, 3, padding=1))
+
+    def forward(self, out: Tensor, x_in: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv_in(torch.cat([out, x_in.to(out.dtype)], dim=1))  # (B, width, *S)
+        h = self.res(h, emb)
+        return out + self.conv_out(F.silu(self.norm(h)))  # (B, C_out, *S)
+

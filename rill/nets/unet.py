@@ -24,6 +24,7 @@ from rill.nets.layers import (
     CondEmbedding,
     CrossAttention,
     Downsample,
+    PixelRefine,
     ResBlock,
     SelfAttention,
     Upsample,
@@ -61,6 +62,9 @@ class UNetConfig:
     head_dim: int = 32
     emb_dim: int | None = None  # None -> 4 * channels
     dropout: float = 0.0
+    # width of a full-resolution output refinement after unpatchify (layers.PixelRefine: it sees the input
+    # too, zero-initialised); 0 = none. For patch_size > 1 (the patch grid's speckle, docs/clean-pictures.md)
+    refine_channels: int = 0
 
     @property
     def resolved_out_channels(self) -> int:
@@ -78,7 +82,7 @@ class UNetConfig:
         for name in ("out_channels", "emb_dim"):
             if getattr(self, name) is not None:
                 check_positive(self, name)
-        for name in ("context_dim", "pooled_dim", "num_classes"):
+        for name in ("context_dim", "pooled_dim", "num_classes", "refine_channels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.channel_mult or min(self.channel_mult) < 1:
@@ -173,6 +177,11 @@ class UNet(nn.Module):
 
         self.norm_out = group_norm(ch)
         self.conv_out = zero_(conv_nd(dims, ch, cfg.resolved_out_channels * p**dims, 3, padding=1))
+        self.refine = None
+        if cfg.refine_channels:
+            self.refine = PixelRefine(
+                dims, cfg.in_channels, cfg.resolved_out_channels, cfg.refine_channels, cfg.resolved_emb_dim
+            )
 
     @property
     def skip_channels(self) -> list[int]:
@@ -233,7 +242,8 @@ class UNet(nn.Module):
             else:
                 h = layer(torch.cat([h, skips.pop()], dim=1), emb, context, mask)
         out = self.conv_out(F.silu(self.norm_out(h)))  # (B, C_out·p^dims, *S/p)
-        return unpatchify(out, self.config.patch_size)  # (B, C_out, *S)
+        out = unpatchify(out, self.config.patch_size)  # (B, C_out, *S)
+        return out if self.refine is None else self.refine(out, x_in, emb)
 
 
 def _image_fields(shape: tuple[int, ...], cond: CondSpec) -> dict:
