@@ -1,8 +1,12 @@
-"""Adapters on the bundled shapes model: a LoRA that teaches a colour the model never saw ("pink"), and a
-ControlNet-style layout branch; before/after tables by the programmatic shapes checker.
+"""Adapters on the bundled models: a LoRA that teaches the shapes model a colour it never saw ("pink"), a
+ControlNet-style layout branch (before/after tables by the programmatic shapes checker), and a LoRA that
+teaches the digits model a new glyph, a plus sign (benchmarks/digits_glyph.py: data, judge, table).
 
     python benchmarks/adapters.py [--lora-steps 300] [--control-steps 800] [--skip-lora] [--skip-control]
+                                  [--skip-glyph] [--glyph-steps 1000]
     python benchmarks/adapters.py --write-pink DIR     # only the 20 pink training images (folder:DIR)
+
+Each run rewrites the sections it measured in benchmarks/results/adapters.md and keeps the others.
 
 LoRA: 20 pink scenes are drawn with the dataset's own renderer (a scene drawn in white, then recoloured to
 PINK: the renderer's box-downsampled edges are linear in the fill colour, so this equals drawing in pink; pink
@@ -325,6 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-every", type=int, default=100, help="IoU probe every N training steps")
     p.add_argument("--skip-lora", action="store_true")
     p.add_argument("--skip-control", action="store_true")
+    p.add_argument("--skip-glyph", action="store_true", help="skip the digits plus-sign LoRA")
+    p.add_argument("--glyph-steps", type=int, default=1000)
+    p.add_argument("--glyph-lr", type=float, default=2e-3)
+    p.add_argument("--glyph-targets", default="all")
+    p.add_argument("--glyph-prior", type=int, default=60, help="base-model digits for prior preservation")
+    p.add_argument("--glyph-per-prompt", type=int, default=25, help="seeds per glyph prompt")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reuse", action="store_true", help="score the adapters already in runs/adapters/")
     p.add_argument("--write-pink", metavar="DIR", help="only write the 20 pink training images (folder:DIR)")
@@ -336,19 +346,48 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from rill.model.files import bundled_model
 
-    model = bundled_model("shapes")
     RUNS.mkdir(parents=True, exist_ok=True)
-    command = " ".join(argv if argv is not None else sys.argv[1:])
-    lines = ["# Adapters (LoRA, ControlNet-style control) on the bundled shapes model", "",
-             f"`python benchmarks/adapters.py {command}`", ""]  # fmt: skip
-    if not args.skip_lora:
-        lines += lora_section(args, model)
-    if not args.skip_control:
-        lines += control_section(args, model)
-    text = "\n".join(lines)
-    print(text)
+    args.command = " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"`python benchmarks/adapters.py {args.command}`"
+    new: list[list[str]] = []
+    if not (args.skip_lora and args.skip_control):
+        model = bundled_model("shapes")
+        if not args.skip_lora:
+            new.append(_with_command(lora_section(args, model), command))
+        if not args.skip_control:
+            new.append(_with_command(control_section(args, model), command))
+    if not args.skip_glyph:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.digits_glyph import glyph_section
+
+        new.append(glyph_section(args, RUNS, IMG))
+    sections = _sections(RESULTS.read_text() if RESULTS.is_file() else "")
+    sections.update({lines[0]: "\n".join(lines) for lines in new})
+    text = "\n".join([TITLE, "", *sections.values()])
+    print("\n\n".join("\n".join(lines) for lines in new))
     RESULTS.write_text(text)
     return 0
+
+
+TITLE = "# Adapters (LoRA, ControlNet-style control) on the bundled shapes and digits models"
+
+
+def _with_command(lines: list[str], command: str) -> list[str]:
+    """A section's lines with the command that measured it under its title."""
+    return [lines[0], "", command, *lines[1:]]
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The "## " sections of a results file, by title line, in order (what a run does not measure stays)."""
+    out: dict[str, str] = {}
+    title = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line
+            out[title] = line
+        elif title is not None:
+            out[title] += "\n" + line
+    return {k: v.rstrip("\n") + "\n" for k, v in out.items()}
 
 
 if __name__ == "__main__":
