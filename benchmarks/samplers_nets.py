@@ -138,9 +138,8 @@ def run_rill(case: Case, sampler: str, options: dict, grid, nfe: int, sigma_max:
     import rill
 
     case.calls = 0
-    x = rill.sample(
-        case.denoiser, case.z, nfe=nfe, sampler=sampler, grid=grid, sigma_max=sigma_max, **options
-    )
+    x = rill.sample(case.denoiser, case.z, nfe=nfe, sampler=sampler, grid=grid, sigma_max=sigma_max,
+                    guided=case.w != 1, **options)  # fmt: skip
     assert case.calls <= nfe, (sampler, nfe, case.calls)
     return x
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..core.checks import check_int, check_positive_int, check_range
+from ..core.guidance import CFGDenoiser
 from .generate import (
     DEFAULT_GUIDANCE,
     DEFAULT_NFE,
@@ -90,13 +91,14 @@ def _repaint(model, prompt, known, weight, seeds, jumps, jump_length, *, negativ
              sigma_min, sigma_max) -> tuple[Tensor, int]:  # fmt: skip
     """One chunk of RePaint inpainting: generate()'s guidance and per-sample generators, the RePaint walk."""
     lo, hi = sigma_range(model, sigma_min, sigma_max)
-    name, options, sigmas, _ = plan(sampler, nfe, jumps, jump_length, lo, hi)
     w = guidance if guidance is not None else config_value(model, "guidance") or DEFAULT_GUIDANCE
     dev = model_device(model) or torch.device("cpu")
     gens = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     noise = torch.stack([torch.randn(known.shape[1:], generator=g) for g in gens]).to(dev)  # as generate()
     with eval_mode(model):
         d, cond = guided_denoiser(model, [prompt], negative, float(w), dev)
+        guided = isinstance(d, CFGDenoiser)  # auto then uses rill.samplers.AUTO_GUIDED
+        name, options, sigmas, _ = plan(sampler, nfe, jumps, jump_length, lo, hi, guided=guided)
         counted = Reuse(KnownRegion(d, known, weight, noise))
         cond = repeat_cond(cond, torch.zeros(len(seeds), dtype=torch.long))
         x = (1 - weight.to(dev)) * known.to(dev) + noise * float(sigmas[0])  # known region: known + σ·ε

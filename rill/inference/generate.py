@@ -222,6 +222,7 @@ def generate(
 
     with eval_mode(model):
         denoiser, cond = guided_denoiser(model, prompts, negative, float(w), dev)
+        guided = isinstance(denoiser, CFGDenoiser)  # auto then uses rill.samplers.AUTO_GUIDED
         if wrap is not None:
             denoiser = wrap(denoiser)
 
@@ -245,6 +246,7 @@ def generate(
                 start=None if start is None else start[first : first + len(ks)].to(dev),
                 sigma_start=sigma_start,
                 grid=grid,
+                guided=guided,
                 **options,
             )
             out.append((x.float().clamp(-1, 1) if len(shape) == 3 else x.float()).cpu())

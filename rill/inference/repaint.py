@@ -102,10 +102,17 @@ def _cost(name: str, options: dict, steps: int, jumps: int, jump_length: int) ->
 
 
 def plan(
-    sampler: str, nfe: int, jumps: int, jump_length: int, sigma_min: float, sigma_max: float
+    sampler: str,
+    nfe: int,
+    jumps: int,
+    jump_length: int,
+    sigma_min: float,
+    sigma_max: float,
+    guided: bool = False,
 ) -> tuple[str, dict, Tensor, int]:
-    """(sampler name, options, main σ grid, calls) of the RePaint walk that fits `nfe` denoiser calls."""
-    name, options, grid = resolve(sampler, nfe)
+    """(sampler name, options, main σ grid, calls) of the RePaint walk that fits `nfe` denoiser calls
+    (guided: the denoiser applies classifier-free guidance, see rill.samplers.resolve)."""
+    name, options, grid = resolve(sampler, nfe, guided=guided)
     steps = steps_for(name, nfe, options)
     while steps > 1 and _cost(name, options, steps, jumps, jump_length) > nfe:
         steps -= 1

@@ -118,7 +118,7 @@ def tune_sampler(
     model.eval()
     try:
         tune = _Problem(model, prompts, seeds, w, lo, hi, reference_nfe)
-        name, options, grid_name = resolve("auto", nfe)
+        name, options, grid_name = resolve("auto", nfe, guided=w != 1)
         start = sigmas_for(name, nfe, lo, hi, grid_name, **options)
         if INFO[name].nfe(len(start) - 1, options) > nfe:  # cannot happen for auto; keeps the budget honest
             raise ValueError(f"auto's plan exceeds nfe={nfe}")

@@ -10,8 +10,8 @@ the names users know. budget.py turns a budget of denoiser calls into a sampler,
 from __future__ import annotations
 
 from . import ancestral, dpmpp, heun, ipndm, langevin, unipc  # noqa: F401  (each registers its samplers)
-from .budget import AUTO, DEFAULT_GRID, resolve, sample, sigmas_for, steps_for
+from .budget import AUTO, AUTO_GUIDED, DEFAULT_GRID, resolve, sample, sigmas_for, steps_for
 from .registry import INFO, SAMPLERS, SamplerInfo, get_sampler, one_call_per_step, register
 
 __all__ = ["SAMPLERS", "INFO", "SamplerInfo", "get_sampler", "register", "one_call_per_step", "sample",
-           "resolve", "sigmas_for", "steps_for", "AUTO", "DEFAULT_GRID"]  # fmt: skip
+           "resolve", "sigmas_for", "steps_for", "AUTO", "AUTO_GUIDED", "DEFAULT_GRID"]  # fmt: skip

@@ -15,12 +15,19 @@ from ..core.grids import make_grid
 from ..core.sigma import SIGMA_MAX, SIGMA_MIN, check_sigma_range
 from .registry import INFO, get_sampler
 
-__all__ = ["AUTO", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve"]
+__all__ = ["AUTO", "AUTO_GUIDED", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve"]
 
 # nfe ≥ key → (sampler, options, grid), chosen from benchmarks/results/samplers.md (docs/samplers.md says why)
 AUTO: dict[int, tuple[str, dict, str]] = {
     1: ("unipc", {"order": 3, "variant": "bh1"}, "rill-nets"),
     45: ("unipc", {"order": 3}, "karras"),
+}
+# with classifier-free guidance (w != 1): UniPC-2 bh2 on the same grid. The guided ODE is stiffer and the
+# third-order bh1 predictor overshoots at few steps (shapes w = 3, 5 calls: 0.341 -> 0.162 px, adherence
+# 19% -> 100%; held-out nets agree: benchmarks/results/auto_guided.md). Unguided nets and mixtures keep AUTO.
+AUTO_GUIDED: dict[int, tuple[str, dict, str]] = {
+    1: ("unipc", {"order": 2, "variant": "bh2"}, "rill-nets"),
+    45: AUTO[45],
 }
 DEFAULT_GRID = "karras"  # grid for an explicitly named sampler when grid=None
 
@@ -30,13 +37,19 @@ def _check_nfe(nfe: int) -> int:
 
 
 def resolve(
-    sampler: str, nfe: int, grid: str | Tensor | None = None, options: dict | None = None
+    sampler: str,
+    nfe: int,
+    grid: str | Tensor | None = None,
+    options: dict | None = None,
+    guided: bool = False,
 ) -> tuple[str, dict, str | Tensor]:
-    """(sampler name, options, grid) that rill.sample will use; "auto" is looked up in AUTO by budget."""
+    """(sampler name, options, grid) that rill.sample will use; "auto" is looked up by budget in AUTO, or in
+    AUTO_GUIDED when the denoiser is guided (classifier-free guidance with w != 1)."""
     _check_nfe(nfe)
     options = dict(options or {})
     if sampler == "auto":
-        name, auto_opts, auto_grid = AUTO[max(k for k in AUTO if k <= nfe)]
+        table = AUTO_GUIDED if guided else AUTO
+        name, auto_opts, auto_grid = table[max(k for k in table if k <= nfe)]
         return name, {**auto_opts, **options}, auto_grid if grid is None else grid
     get_sampler(sampler)  # unknown name → ValueError with suggestions
     return sampler, options, DEFAULT_GRID if grid is None else grid
@@ -99,6 +112,7 @@ def sample(
     callback=None,
     start: Tensor | None = None,
     sigma_start: float | None = None,
+    guided: bool = False,
     **options,
 ) -> Tensor:
     """Generate clean samples (σ = 0) from standard-normal `noise` with at most `nfe` denoiser calls.
@@ -106,8 +120,10 @@ def sample(
     The walk starts at the grid's first σ (σ_max for every named grid) from x = start + σ·noise (start = 0:
     pure noise). To begin part-way down, as image-to-image does, pass `start` (the clean image the walk sets
     out from, shaped like noise) and `sigma_start` in (σ_min, σ_max]: the grid then runs from sigma_start to
-    sigma_min and the whole budget is spent on that remaining part. `options` go to the sampler (e.g. eta=…,
-    order=…); see rill.samplers.INFO for each sampler's cost and order.
+    sigma_min and the whole budget is spent on that remaining part.
+    guided=True tells sampler="auto" that the denoiser applies classifier-free guidance (it then uses
+    AUTO_GUIDED). `options` go to the sampler (e.g. eta=…, order=…); see
+    rill.samplers.INFO for each sampler's cost and order.
     """
     if not isinstance(noise, Tensor) or not noise.is_floating_point():
         raise ValueError(
@@ -123,7 +139,7 @@ def sample(
         sigma_max = float(sigma_start)
     if start is not None and tuple(start.shape) != tuple(noise.shape):
         raise ValueError(f"start has shape {tuple(start.shape)}, noise {tuple(noise.shape)}: they must match")
-    name, options, grid_spec = resolve(sampler, nfe, grid, options)
+    name, options, grid_spec = resolve(sampler, nfe, grid, options, guided)
     sigmas = sigmas_for(name, nfe, sigma_min, sigma_max, grid_spec, **options)
     x = noise * float(sigmas[0])
     if start is not None:
