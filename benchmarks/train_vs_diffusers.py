@@ -125,7 +125,7 @@ def peer_stepper(
     g = torch.Generator().manual_seed(seed)
     state = {"step": 0, "loss": []}
 
-    def step() -> None:
+    def step(elapsed: float = 0.0) -> None:
         idx = torch.randint(0, len(images), (batch_size,), generator=g)
         x0 = images[idx]
         cond = bank.lookup([captions[i] for i in idx.tolist()], torch.rand(batch_size, generator=g) < 0.1)
@@ -160,14 +160,19 @@ def peer_stepper(
     return step, finish
 
 
-def rill_stepper(bank: CaptionBank, images: Tensor, captions: list[str], batch_size: int, seed: int):
-    """rill's digits recipe, one step per call: the preset's TrainConfig through the calls rill.train makes
-    (DiffusionModel.loss = EDM loss, AdamW, warm-up via rill.train.lr_factor, grad clipping, rill.ema.EMA)."""
+def rill_stepper(
+    bank: CaptionBank, images: Tensor, captions: list[str], minutes: float, seed: int, batch_size: int | None
+):
+    """rill's digits recipe, one step per call: the preset's TrainConfig (its batch size unless given) with
+    `minutes` as the budget, through the calls rill.train makes (DiffusionModel.loss = EDM loss, AdamW, the
+    schedule via rill.train.lr_factor with the seconds this side has used, grad clipping, rill.ema.EMA)."""
     from rill.model import DiffusionModel
     from rill.train import lr_factor, train_preset
     from rill.train.ema import EMA
 
-    cfg = train_preset("digits", batch_size=batch_size, seed=seed)
+    cfg = train_preset("digits", seed=seed, minutes=minutes, steps=None,
+                       **({"batch_size": batch_size} if batch_size else {}))  # fmt: skip
+    batch_size = cfg.batch_size
     torch.manual_seed(seed)
     model = DiffusionModel(cfg.model, text_encoder=bank.encoder).train()
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -180,7 +185,7 @@ def rill_stepper(bank: CaptionBank, images: Tensor, captions: list[str], batch_s
     g = torch.Generator().manual_seed(seed + 1)
     state = {"step": 0, "loss": []}
 
-    def step() -> None:
+    def step(elapsed: float) -> None:
         idx = torch.randint(0, len(images), (batch_size,), generator=g)
         cond = bank.lookup(
             [captions[i] for i in idx.tolist()], torch.rand(batch_size, generator=g) < cfg.caption_dropout
@@ -197,7 +202,7 @@ def rill_stepper(bank: CaptionBank, images: Tensor, captions: list[str], batch_s
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), cfg.grad_clip)
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(state["step"], cfg)
+            group["lr"] = cfg.lr * lr_factor(state["step"], cfg, elapsed)
         opt.step()
         state["step"] += 1
         ema.update(model.net, batch_size, state["step"] * batch_size)
@@ -209,6 +214,9 @@ def rill_stepper(bank: CaptionBank, images: Tensor, captions: list[str], batch_s
         return model.eval().requires_grad_(False), {
             "steps": state["step"],
             "images": state["step"] * batch_size,
+            "batch": batch_size,
+            "recipe": {k: getattr(cfg, k) for k in ("lr", "lr_schedule", "cooldown_fraction", "warmup_steps",
+                                                    "ema_halflife_images", "ema_rampup", "p_mean", "p_std")},
             "final_loss": sum(last) / max(1, len(last)),
             "params": sum(p.numel() for p in model.net.parameters()),
         }
@@ -216,7 +224,7 @@ def rill_stepper(bank: CaptionBank, images: Tensor, captions: list[str], batch_s
     return step, finish
 
 
-def train_interleaved(minutes: float, batch_size: int, lr: float, seed: int) -> dict:
+def train_interleaved(minutes: float, batch_size: int, lr: float, seed: int, rill_batch: int | None) -> dict:
     """Both recipes in one loop: each call runs one step of whichever model has used less of its wall-clock
     budget, so load from other processes on a shared machine falls on both alike."""
     from rill.data import load_dataset
@@ -225,7 +233,7 @@ def train_interleaved(minutes: float, batch_size: int, lr: float, seed: int) -> 
     images, captions = data.images.float(), list(data.captions)
     bank = CaptionBank(captions)
     sides = {
-        "rill": rill_stepper(bank, images, captions, batch_size, seed),
+        "rill": rill_stepper(bank, images, captions, minutes, seed, rill_batch),
         "diffusers": peer_stepper(bank, images, captions, batch_size, lr, 200, seed),
     }
     used = dict.fromkeys(sides, 0.0)
@@ -233,7 +241,7 @@ def train_interleaved(minutes: float, batch_size: int, lr: float, seed: int) -> 
     while min(used.values()) < budget:
         name = min(used, key=used.get)
         t0 = time.perf_counter()
-        sides[name][0]()
+        sides[name][0](used[name])
         used[name] += time.perf_counter() - t0
     out = {}
     for name, (_, finish) in sides.items():
@@ -250,7 +258,7 @@ def train_sequential(minutes: float, batch_size: int, lr: float, work: Path, thr
     from rill.model import load_model
     from rill.train import train, train_preset
 
-    cfg = train_preset("digits", minutes=minutes, steps=10**8, batch_size=batch_size,
+    cfg = train_preset("digits", minutes=minutes, steps=None,
                        out_dir=str(work / "rill"), data_kwargs={"split": "train"}, sample_every=0,
                        checkpoint_every=0, num_threads=threads)
     model = load_model(train(cfg, progress=False))
@@ -277,13 +285,16 @@ def write_markdown(res: dict, path: Path) -> None:
         f"Written by `python benchmarks/train_vs_diffusers.py --minutes {res['minutes']} "
         f"--mode {res['mode']}` on {res['machine']}. "
         f'Each model trained for {res["minutes"]} min of wall clock on the 1438 digits of the "train" split '
-        f"(batch {res['batch_size']}, {res['threads']} threads), "
+        f"(batch: rill {r.get('batch', res['batch_size'])}, diffusers {res['batch_size']}; {res['threads']} "
+        "threads), "
         + (
             "interleaved step by step in one loop, so other processes' load falls on both alike. "
             if res["mode"] == "interleaved"
             else "one after the other in one process. "
         )
-        + "rill's recipe: the `digits` preset (EDM loss and preconditioning, AdamW lr 2e-3, half-life EMA). "
+        + "rill's recipe: the `digits` preset (EDM loss and preconditioning, AdamW, half-life EMA"
+        + (f"; {json.dumps(r['recipe'])}" if "recipe" in r else "")
+        + "), its schedule laid out over the seconds its side has used. "
         f"Peer: ε-prediction on DDPMScheduler's linear schedule, AdamW lr {res['lr']}, diffusers EMAModel. "
         f'Evaluation: {res["n"]} images per prompt for the 10 prompts "a handwritten digit k", sampler '
         f"`{res['sampler']}` at NFE {res['nfe']} for both, rill's feature CNN for FD / precision / recall, "
@@ -320,7 +331,8 @@ def write_markdown(res: dict, path: Path) -> None:
     (fd_r, w_r), (fd_d, w_d) = best["rill"], best["diffusers"]
     lines += [
         f"Each at its best evaluated guidance: rill FD {fd_r:.2f} (w={w_r}), diffusers {fd_d:.2f} (w={w_d}): "
-        f"ratio {fd_d / fd_r:.2f}x.",
+        f"ratio {fd_d / fd_r:.2f}x (target >= 1.5x, i.e. rill's FD <= 0.67x the peer's); rill's "
+        f"prompted-digit accuracy there: {100 * res['evals'][w_r]['rill']['adherence']:.1f}% (target 98%).",
         "",
     ]
     path.write_text("\n".join(lines))
@@ -330,13 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     # fmt: off
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=4.0, help="wall-clock training budget per model")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=128, help="the peer's batch size")
+    ap.add_argument("--rill-batch", type=int, default=None, help="rill's batch size (default: its preset's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=2e-3, help="peer learning rate (rill's preset: 2e-3 too)")
     ap.add_argument("--n", type=int, default=50, help="images per prompt in the evaluation")
     ap.add_argument("--nfe", type=int, default=16)
     ap.add_argument("--sampler", default="dpmpp_2m")
-    ap.add_argument("--guidance", default="1,3", help="comma-separated CFG scales to evaluate")
+    ap.add_argument("--guidance", default="1,1.5,2,3", help="comma-separated CFG scales to evaluate")
     ap.add_argument("--mode", choices=("interleaved", "sequential"), default="interleaved",
                     help="interleaved: one loop alternating steps, fair under a shared CPU (default); "
                     "sequential: rill.train then the peer, each for --minutes of wall clock")
@@ -356,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"training rill and the diffusers peer ({args.mode}), {args.minutes} min each ...", flush=True)
     if args.mode == "interleaved":
-        trained = train_interleaved(args.minutes, args.batch_size, args.lr, seed=0)
+        trained = train_interleaved(args.minutes, args.batch_size, args.lr, 0, args.rill_batch)
     else:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         trained = train_sequential(args.minutes, args.batch_size, args.lr, Path(args.work), args.threads)

@@ -347,7 +347,7 @@ def test_8_minutes_bar_counts_time_help_promises_only_what_is_written_info_print
     assert "samples/ when a preview is due" in " ".join(r.stdout.split())
     r = rill("info", run4)
     assert r.returncode == 0 and "recipe:" in r.stdout
-    for fact in ("data: digits", "step: 4", "batch_size: 16", "lr_schedule: constant", "thread(s)"):
+    for fact in ("data: digits", "step: 4", "batch_size: 16", "lr_schedule: wsd", "thread(s)"):
         assert fact in r.stdout
 
 

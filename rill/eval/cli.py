@@ -89,7 +89,44 @@ def build_parser() -> argparse.ArgumentParser:
         "$RILL_CACHE/eval or ~/.cache/rill/eval; point it next to a checkpoint to keep them together)",
     )
     p.add_argument("--batch-size", type=_positive("--batch-size"), default=128, help="sampling batch size")
+    p.add_argument(
+        "--sweep",
+        default=None,
+        metavar="W1,W2,...",
+        help="also sweep these guidance scales on the validation set (other prompts and seeds than the test "
+        "set) and print the one the rule picks (lowest FD with adherence >= min(98%%, best - 2%%)) next to "
+        "the model's default",
+    )
+    p.add_argument(
+        "--write-default",
+        default=None,
+        metavar="OUT",
+        help="with --sweep: write a copy of the model file to OUT (a new file) with the chosen guidance as "
+        "its default and the sweep recorded",
+    )
     return p
+
+
+def _guidance_line(model: Any, rows: dict | None) -> str:
+    """The model's default guidance next to the sweep's best (run now, else the one the file records)."""
+    from .guidance import choose_guidance, stored_sweep
+
+    default = model.config.guidance
+    where = "this sweep (validation set)"
+    if rows is None:
+        stored = stored_sweep(model)
+        if not stored or not stored.get("rows"):
+            return f"guidance: default {default:g} (the file records no sweep; try --sweep 1,1.5,2,3)"
+        rows, where = stored["rows"], "the sweep recorded in the file (validation set)"
+    best = choose_guidance(rows)
+    r = {float(k): v for k, v in rows.items()}[best]
+    table = ", ".join(
+        f"w={float(w):g}: FD {v['fd']:.2f} / {100 * v['adherence']:.1f}%" for w, v in rows.items()
+    )
+    return (
+        f"guidance: default {default:g}; best of {where}: {best:g} (FD {r['fd']:.2f}, adherence "
+        f"{100 * r['adherence']:.1f}%) [{table}]"
+    )
 
 
 def _dataset_of(model: Any, override: str | None, source: str) -> str:
@@ -125,6 +162,15 @@ def load_checkpoint(spec: str) -> Any:
         raise ValueError(f"could not load checkpoint: {msg}") from e
 
 
+def _model_path(spec: str) -> Path:
+    """The file behind a bundled name or a path."""
+    if spec in DATASETS and not Path(spec).exists():
+        from importlib import resources
+
+        return Path(str(resources.files("rill") / "assets" / f"{spec}.safetensors"))
+    return Path(spec).expanduser()
+
+
 def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
     """`rill eval CKPT [options]`: takes an argv list or rill.cli's Namespace (checkpoint, eval_args)."""
     if isinstance(argv, argparse.Namespace):
@@ -153,8 +199,31 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
         clip=args.clip,
         batch_size=args.batch_size,
     )
+    rows = None
+    if args.sweep:
+        from .guidance import VALIDATION_SEED, choose_guidance, guidance_sweep, validation_prompts
+
+        ws = [float(w) for w in args.sweep.split(",") if w.strip()]
+        rows = guidance_sweep(model, dataset, ws, nfe=args.nfe, sampler=args.sampler)
+        result["guidance_sweep"] = {
+            "rows": {str(w): r for w, r in rows.items()},
+            "chosen": choose_guidance(rows),
+            "seed": VALIDATION_SEED,
+            "prompts": validation_prompts(dataset),
+        }
+    elif args.write_default:
+        raise ValueError("--write-default needs --sweep W1,W2,... (the guidances to choose from)")
     result = {"checkpoint": args.checkpoint, **result}
     print(format_table(result))
+    print(_guidance_line(model, rows))
+    if args.write_default:
+        from .guidance import write_default_guidance
+
+        sweep = result["guidance_sweep"]
+        src = _model_path(args.checkpoint)
+        facts = dict(seed=sweep["seed"], prompts=sweep["prompts"], nfe=args.nfe, sampler=args.sampler)
+        dst = write_default_guidance(src, args.write_default, sweep["chosen"], rows, **facts)
+        print(f"wrote {dst} (default guidance {sweep['chosen']:g}; {src} is unchanged)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")
@@ -167,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return main_eval(argv)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         if os.environ.get("RILL_DEBUG"):
             raise
         print(f"rill eval: error: {e}", file=sys.stderr)
