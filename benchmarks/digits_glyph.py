@@ -263,7 +263,7 @@ def glyph_section(args, runs: Path, img_dir: Path) -> list[str]:
     spread = torch.tensor([(i % 4) * per + i // 4 for i in range(k)])  # the 4 captions in turn
     pictures = [to_tensor(glyph_set("train", 20))[:k]]
     pictures += [r["images"][i][spread] for r in (rows[0][1], rows[2][1], rows[4][1]) for i in (0, 1)]
-    pictures += [rows[2][1]["images"][2][0::2], rows[4][1]["images"][2][0::2]]  # digits 0..9
+    pictures += [rows[2][1]["images"][2][0:20:2], rows[4][1]["images"][2][0:20:2]]  # digits 0..9
     save_grid(torch.cat(pictures), img_dir / "lora-plus.png", nrow=k, scale=4)
 
     g_only, wall_only, cpu_only = trained["only"]
