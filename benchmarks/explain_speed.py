@@ -2,10 +2,9 @@
 
     python benchmarks/explain_speed.py [--threads 2] [--runs 5] [--screenshots docs/img] [--no-write]
 
-1. `rill explain --model digits` into an empty folder (so the 2-D points model is trained too), then
-   `rill explain --model shapes --points` that model, each a fresh process with OMP_NUM_THREADS=threads: wall
-   time, CPU seconds (the machine may be shared: CPU time depends much less on other users) and each view's
-   wall time from numbers.json.
+1. `rill explain --model digits`, then `--model shapes` (both with the shipped 2-D points model), each a fresh
+   process with OMP_NUM_THREADS=threads: wall time, CPU seconds (the machine may be shared: CPU time depends
+   much less on other users) and each view's wall and CPU seconds from numbers.json.
 2. `rill serve` (uvicorn in a thread) driven by headless Chromium (Debian's /usr/bin/chromium): for the digits
    model, the time from pressing Generate to the first x̂0 preview on the page, measured by the page itself
    (performance.now()), `runs` times.
@@ -33,18 +32,21 @@ RESULTS = Path(__file__).parent / "results" / "explain_speed.md"
 CHROMIUM = "/usr/bin/chromium"
 
 
-def run_explain(model: str, out: Path, threads: int, points: Path | None = None) -> dict:
+def run_explain(model: str, out: Path, threads: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "rill", "explain", "--model", model, "--out", str(out)]
-    cmd += ["--points", str(points)] if points else []
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     views = json.loads((out / "numbers.json").read_text())["views"]
-    return {"wall": wall, "cpu": cpu, "views": {k: v["numbers"].get("wall_s") for k, v in views.items()}}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "views": {k: (v["numbers"].get("wall_s"), v["numbers"].get("cpu_s")) for k, v in views.items()},
+    }
 
 
 def free_port() -> int:
@@ -115,12 +117,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     rows, views = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        points = Path(tmp) / "digits" / "points-model" / "model.safetensors"
-        for model, label, given in (
-            ("digits", "empty folder: trains the 2-D points model first", None),
-            ("shapes", "--points: the points model of the run above", points),
-        ):
-            r = run_explain(model, Path(tmp) / model, args.threads, given)
+        for model, label in (("digits", "shipped points model"), ("shapes", "shipped points model")):
+            r = run_explain(model, Path(tmp) / model, args.threads)
             rows.append((model, label, r["wall"], r["cpu"]))
             views[model] = r["views"]
             print(f"rill explain --model {model}, {label}: {r['wall']:.1f} s wall, {r['cpu']:.1f} CPU s")
@@ -138,12 +136,14 @@ def main() -> None:
         "|---|---|---|---|",
         *[f"| `rill explain --model {m}` | {label} | {w:.1f} | {c:.1f} |" for m, label, w, c in rows],
         "",
-        "Wall seconds per view:",
+        "Seconds per view, wall / CPU (CPU counts every thread of the process):",
         "",
         "| view | " + " | ".join(views) + " |",
         "|---|" + "---|" * len(views),
         *[
-            f"| {v} | " + " | ".join(f"{views[m].get(v, 0) or 0:.1f}" for m in views) + " |"
+            f"| {v} | "
+            + " | ".join(f"{views[m][v][0] or 0:.1f} / {views[m][v][1] or 0:.1f}" for m in views)
+            + " |"
             for v in views["digits"]
         ],
         "",

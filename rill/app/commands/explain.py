@@ -14,8 +14,11 @@ PROMPTS = {"digits": "a handwritten digit 3", "shapes": "a large red circle in t
 POINTS_DATA = (
     "points:gaussians8"  # the 2-D data trained on when no --points model is given: its mixture is exact
 )
-# a points model that trains in seconds on one thread (≈ 40k parameters)
-POINTS_TRAINING = {"model.net_preset": "tiny", "model.net_overrides": {"hidden": 64, "num_blocks": 2}}
+# a points model that trains in seconds on one thread (34k parameters); rill/assets/POINTS_ASSET is this one
+# after 1500 steps (recipes/points.md), so by default nothing is trained
+POINTS_TRAINING = {"model.net_preset": "tiny", "model.net_overrides": {"hidden": 48, "num_blocks": 2}}
+POINTS_ASSET = "points-gaussians8.safetensors"
+POINTS_STEPS = 1500
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
@@ -31,14 +34,13 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default="rill-explain", help="output folder (default ./rill-explain)")
     g.add_argument(
         "--points",
-        help="a 2-D points model for the Water and Paths views (default: train one in "
-        "seconds on points:gaussians8, kept in OUT/points-model/)",
+        help="a 2-D points model for the Water and Paths views (default: the shipped one, trained on "
+        f"points:gaussians8 for {POINTS_STEPS} steps)",
     )
     g.add_argument(
         "--points-steps",
         type=number("int>=1"),
-        default=1500,
-        help="training steps of that points model (default 1500)",
+        help="train the points model for this many steps instead (seconds; kept in OUT/points-model/)",
     )
     g.add_argument("--views", help=f"comma-separated subset of {','.join(VIEWS)} (default all)")
     g.add_argument("--seed", type=number("int>=0"), default=0, help="seed of every image (default 0)")
@@ -86,19 +88,27 @@ def points_config(out_dir: Path, steps: int, threads: int = 1):
 
 
 def _points_model(args: argparse.Namespace, out: Path):
-    """The --points model, else the one trained earlier into OUT/points-model/, else a new one (seconds)."""
+    """The --points model, else the shipped one (unless --points-steps asks for a new one or it is not
+    installed), else the one trained earlier into OUT/points-model/, else a new one (seconds)."""
+    from importlib import resources
+
     from ...model.files import load_model
 
     if args.points:
         return load_model(model_path(args.points))
+    shipped = resources.files("rill") / "assets" / POINTS_ASSET
+    if args.points_steps is None and shipped.is_file():
+        with resources.as_file(shipped) as path:
+            return load_model(path)
     folder = out / "points-model"
     if not (folder / "model.safetensors").is_file():
         import torch
 
         from ...train.loop import train
 
-        print(f"training a 2-D points model on {POINTS_DATA} ({args.points_steps} steps) into {folder}/")
-        train(points_config(folder, args.points_steps, torch.get_num_threads()), progress=False)
+        steps = args.points_steps or POINTS_STEPS
+        print(f"training a 2-D points model on {POINTS_DATA} ({steps} steps) into {folder}/")
+        train(points_config(folder, steps, torch.get_num_threads()), progress=False)
     return load_model(folder / "model.safetensors")
 
 

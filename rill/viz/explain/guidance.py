@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from ...inference.generate import generate
+from ...core.guidance import cat_cond
 from ..images import make_grid, to_pil
+from ._batch import generate_together
 from ._common import Inputs, View, image_model, pyplot, save_figure
 
 __all__ = ["guidance", "GUIDANCE_SCALES"]
@@ -44,14 +45,24 @@ def guidance(inp: Inputs) -> View:
         view.skipped = "needs a text- or label-conditioned image model"
         return view
     plt = pyplot()
-    images, clipped = [], []
-    for w in GUIDANCE_SCALES:
-        wrap, kept = _last_output()
-        img = generate(
-            model, inp.prompt, nfe=inp.nfe, guidance=float(w), seed=inp.seed, wrap=wrap, device=inp.device
-        )
-        images.append(img[0])
-        clipped.append(round(float((kept["x0"].abs() > 1).float().mean()), 4))
+    # every scale side by side (one batched denoiser call per step), the run at the model's own w recording
+    # x at each step for the map of D_c − D_∅ below
+    w = float(model.config.guidance or 3.0)
+    sigmas, xs = [], []
+
+    def record(step, x, sigma, x0_hat):
+        sigmas.append(float(sigma))
+        xs.append(x[:1].clone())
+
+    scales = list(GUIDANCE_SCALES) + ([] if w in GUIDANCE_SCALES else [w])
+    wraps = [_last_output() for _ in scales]
+    runs = [
+        dict(guidance=float(scale), wrap=wrap, **({"callback": record} if scale == w else {}))
+        for scale, (wrap, _) in zip(scales, wraps)
+    ]
+    done = generate_together(model, runs, prompts=inp.prompt, nfe=inp.nfe, seed=inp.seed, device=inp.device)
+    images = [img[0] for img in done[: len(GUIDANCE_SCALES)]]
+    clipped = [round(float((kept["x0"].abs() > 1).float().mean()), 4) for _, kept in wraps[: len(images)]]
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.2), gridspec_kw={"width_ratios": [3, 1]})
     axes[0].imshow(to_pil(make_grid(torch.stack(images), nrow=len(images))), interpolation="nearest")
     axes[0].set_xticks([(k + 0.5) * (images[0].shape[-1] + 1) for k in range(len(images))])
@@ -63,18 +74,12 @@ def guidance(inp: Inputs) -> View:
     axes[1].set_ylabel("share of pixels beyond ±1")
     view.figures.append(save_figure(fig, inp.out, "guidance-scales.png"))
 
-    # D_c − D_∅ along one guided run
-    w = float(model.config.guidance or 3.0)
-    cond, uncond = model.encode([inp.prompt]), model.encode([""])
-    sigmas, heat = [], []
-
-    def record(step, x, sigma, x0_hat):
-        s = torch.full((x.shape[0],), float(sigma), device=x.device)
-        diff = model.denoiser(x[:1], s[:1], cond) - model.denoiser(x[:1], s[:1], uncond)  # (1, C, H, W)
-        sigmas.append(float(sigma))
-        heat.append(diff[0].abs().mean(0).cpu())  # (H, W)
-
-    generate(model, inp.prompt, nfe=inp.nfe, guidance=w, seed=inp.seed, callback=record, device=inp.device)
+    # D_c − D_∅ at the x of every step of the guided run, in one call
+    x = torch.cat(xs)  # (S, C, H, W)
+    cond = cat_cond(model.encode([inp.prompt]), model.encode([""]), len(x))  # (2S, ...): prompt, then ""
+    s = torch.tensor(sigmas, device=x.device, dtype=x.dtype)
+    d_c, d_u = model.denoiser(torch.cat([x, x]), torch.cat([s, s]), cond).chunk(2)
+    heat = list((d_c - d_u).abs().mean(1).cpu())  # (H, W) per step
     shown = sorted({round(k * (len(heat) - 1) / 7) for k in range(8)})
     top = float(max(h.max() for h in heat)) or 1.0
     fig, axes = plt.subplots(1, len(shown), figsize=(2 * len(shown), 2.4))
