@@ -159,7 +159,7 @@ def test_resume_may_add_a_cooldown_only_after_the_steps_taken(tmp_path):
     """Constant lr for 6 steps, then resumed with a cooldown from step 6 to 10 == one run of that schedule."""
     sched = {"steps": 10, "lr_schedule": "cooldown", "cooldown_steps": 4}
     straight = train(tiny(tmp_path / "a", **sched), progress=False)
-    train(tiny(tmp_path / "b"), progress=False)  # constant schedule, 6 steps
+    train(tiny(tmp_path / "b", lr_schedule="constant"), progress=False)  # constant schedule, 6 steps
     resumed = train(tiny(tmp_path / "b", **sched), resume=True, progress=False)
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
     a, b = load_model(straight), load_model(resumed)
