@@ -205,9 +205,9 @@ def check_out_dir(out: str) -> Path:
 
 def bundled_path(name: str) -> Path:
     """The file of a bundled model (rill/assets/NAME.safetensors), or a UserError if it is not installed."""
-    from importlib import resources
+    from ..model.files import bundled_file
 
-    path = Path(str(resources.files("rill") / "assets" / f"{name}.safetensors"))
+    path = bundled_file(name)
     if not path.is_file():
         raise UserError(
             f"the bundled model {name!r} is not installed ({path} is missing); reinstall rill "

@@ -165,9 +165,9 @@ def load_checkpoint(spec: str) -> Any:
 def _model_path(spec: str) -> Path:
     """The file behind a bundled name or a path."""
     if spec in DATASETS and not Path(spec).exists():
-        from importlib import resources
+        from ..model.files import bundled_file
 
-        return Path(str(resources.files("rill") / "assets" / f"{spec}.safetensors"))
+        return bundled_file(spec)
     return Path(spec).expanduser()
 
 

@@ -31,7 +31,7 @@ from .bundle import DiffusionModel
 from .config import config_to_dict, model_config_from_dict
 
 __all__ = ["FORMAT", "GROUP_FORMAT", "TensorGroup", "read_safetensors", "save_model", "load_model",
-           "bundled_model", "bundled_names", "net_fingerprint", "save_group", "load_group",
+           "bundled_model", "bundled_names", "bundled_file", "net_fingerprint", "save_group", "load_group",
            "atomic_save_safetensors", "atomic_write_text", "fsync_file", "fsync_dir"]  # fmt: skip
 
 FORMAT = "rill-model/1"
@@ -178,6 +178,14 @@ def bundled_names() -> list[str]:
     if not assets.is_dir():
         return []
     return sorted(p.name[: -len(".safetensors")] for p in assets.iterdir() if p.name.endswith(".safetensors"))
+
+
+def bundled_file(name: str) -> Path:
+    """The path of the bundled model NAME's file (rill/assets/NAME.safetensors; it may be missing), for
+    callers that need the file itself (hashes, copies)."""
+    from importlib import resources
+
+    return Path(str(resources.files("rill") / "assets" / f"{name}.safetensors"))
 
 
 def bundled_model(
