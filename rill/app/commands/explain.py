@@ -14,10 +14,10 @@ PROMPTS = {"digits": "a handwritten digit 3", "shapes": "a large red circle in t
 POINTS_DATA = (
     "points:gaussians8"  # the 2-D data trained on when no --points model is given: its mixture is exact
 )
-# a points model that trains in seconds on one thread (34k parameters); rill/assets/POINTS_ASSET is this one
-# after 1500 steps (recipes/points.md), so by default nothing is trained
+# a points model that trains in seconds on one thread (34k parameters); the bundled file POINTS_ASSET is this
+# one after 1500 steps (recipes/points.md), so by default nothing is trained
 POINTS_TRAINING = {"model.net_preset": "tiny", "model.net_overrides": {"hidden": 48, "num_blocks": 2}}
-POINTS_ASSET = "points-gaussians8.safetensors"
+POINTS_ASSET = "points-gaussians8"
 POINTS_STEPS = 1500
 
 
@@ -90,16 +90,13 @@ def points_config(out_dir: Path, steps: int, threads: int = 1):
 def _points_model(args: argparse.Namespace, out: Path):
     """The --points model, else the shipped one (unless --points-steps asks for a new one or it is not
     installed), else the one trained earlier into OUT/points-model/, else a new one (seconds)."""
-    from importlib import resources
-
-    from ...model.files import load_model
+    from ...model.files import bundled_file, load_model
 
     if args.points:
         return load_model(model_path(args.points))
-    shipped = resources.files("rill") / "assets" / POINTS_ASSET
+    shipped = bundled_file(POINTS_ASSET)
     if args.points_steps is None and shipped.is_file():
-        with resources.as_file(shipped) as path:
-            return load_model(path)
+        return load_model(shipped)
     folder = out / "points-model"
     if not (folder / "model.safetensors").is_file():
         import torch
