@@ -3,9 +3,10 @@ likelihood.
 
     rill eval digits                           # bundled model, default prompts, table + rill-eval.json
     rill eval runs/shapes/model.safetensors --prompts my_prompts.txt -n 16 --nfe 32 --nll 64
+    rill eval runs/emoji/model.safetensors     # subjects recognised, held-out tones / colours, FD vs targets
 
-The pieces live next to this file (metrics.py, features.py, adherence.py, shapes_check.py, likelihood.py,
-run.py); docs/quality.md is written by benchmarks/quality_report.py.
+The pieces live next to this file (metrics.py, features.py, adherence.py, shapes_check.py, emoji_eval.py,
+likelihood.py, run.py); docs/quality.md is written by benchmarks/quality_report.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .run import check_prompts, evaluate_model, format_table, read_prompt_file, 
 
 __all__ = ["main_eval", "main", "build_parser", "load_checkpoint"]
 
-DATASETS = ("digits", "shapes")
+DATASETS = ("digits", "shapes", "emoji")
+DEFAULT_N = {"digits": 50, "shapes": 16, "emoji": 2}  # images per prompt
 
 
 def _positive(name: str):
@@ -57,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the dataset's prompt set; shapes prompts must follow the caption templates)",
     )
     p.add_argument(
-        "-n", type=_positive("-n"), default=None, help="images per prompt (default 50 digits, 16 shapes)"
+        "-n",
+        type=_positive("-n"),
+        default=None,
+        help="images per prompt (default: DEFAULT_N, 50 digits, 16 shapes, 2 emoji)",
     )
     p.add_argument(
         "--nfe", type=_positive("--nfe"), default=16, help="denoiser evaluations per image (default 16)"
@@ -138,7 +143,7 @@ def _dataset_of(model: Any, override: str | None, source: str) -> str:
         return name
     raise ValueError(
         f"{source}: the checkpoint records dataset {recorded!r}; rill eval knows {DATASETS}. "
-        "Pass --data digits|shapes if the model draws one of them"
+        "Pass --data digits|shapes|emoji if the model draws one of them"
     )
 
 
@@ -183,7 +188,7 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
     prompts = read_prompt_file(args.prompts) if args.prompts else None
     if prompts is not None and dataset == "shapes":
         check_prompts(dataset, prompts, args.prompts)
-    n = args.n or (50 if dataset == "digits" else 16)
+    n = args.n or DEFAULT_N[dataset]
     result = evaluate_model(
         model,
         dataset,

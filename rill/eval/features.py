@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "FeatureCNN", "train_classifier", "classifier_for", "cache_dir", "dataset_arrays", "HFImageFeatures",
-    "extract_features", "VERSION",
+    "FeatureCNN", "train_classifier", "classifier_for", "cached_net", "cache_dir", "dataset_arrays",
+    "HFImageFeatures", "extract_features", "VERSION",
 ]  # fmt: skip
 
 VERSION = 1  # bump when the architecture or the recipe changes: cached nets of another version are retrained
@@ -129,6 +130,7 @@ def train_classifier(
     seed: int = 0,
     shift: int = 1,
     corruption: bool = False,
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     log: bool = False,
 ) -> FeatureCNN:
     """Train a FeatureCNN: cross-entropy for class ids (1-D long targets), binary cross-entropy for multi-hot
@@ -136,7 +138,8 @@ def train_classifier(
 
     corruption (multi-hot targets only): half of each batch gets Gaussian noise (std s ~ U(0, 0.4)) and a blur
     (mix b ~ U(0, 1) with a 3x3 box blur), and two extra outputs regress s / 0.4 and b, so that the features
-    also see image quality, not only content (a pure classifier learns to ignore noise and blur)."""
+    also see image quality, not only content (a pure classifier learns to ignore noise and blur).
+    augment: (batch, generator) -> batch, applied after the shift (emoji_check: scale, blur, noise)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     multilabel = targets.ndim == 2
@@ -160,6 +163,8 @@ def train_classifier(
             if shift > 0:
                 dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=g))
                 x = torch.roll(x, (dy, dx), dims=(2, 3))
+            if augment is not None:
+                x = augment(x, g)
             y = targets[idx]
             if corruption:
                 half = (torch.rand(len(x), generator=g) < 0.5).float()
@@ -212,14 +217,40 @@ def _recipe(dataset: str) -> dict[str, Any]:
 
 
 def classifier_for(dataset: str, directory: str | os.PathLike | None = None, log: bool = True) -> FeatureCNN:
-    """The cached feature net for `dataset` ("digits" | "shapes"), trained on first use (about a minute on a
-    CPU) and stored as `{directory}/{dataset}-features.safetensors` + `.json` (the recipe; another recipe or
-    VERSION retrains)."""
+    """The cached feature net for `dataset` ("digits" | "shapes" | "emoji"), trained on first use (about a
+    minute on a CPU) and stored as `{directory}/{dataset}-features.safetensors` + `.json` (the recipe; another
+    recipe or VERSION retrains)."""
+    recipe = _recipe(dataset)
+
+    def train() -> FeatureCNN:
+        images, targets = dataset_arrays(dataset, recipe["split"], recipe["n"], seed=recipe["seed"])
+        return train_classifier(
+            images,
+            targets,
+            epochs=recipe["epochs"],
+            width=recipe["width"],
+            seed=recipe["seed"],
+            corruption=recipe.get("corruption", False),
+            log=log,
+        )
+
+    return cached_net(f"{dataset}-features", recipe, train, directory, log, f"the {dataset} feature net")
+
+
+def cached_net(
+    name: str,
+    recipe: dict[str, Any],
+    train: Callable[[], FeatureCNN],
+    directory: str | os.PathLike | None = None,
+    log: bool = True,
+    what: str = "an evaluation net",
+) -> FeatureCNN:
+    """`{directory}/{name}.safetensors` + `.json` if its recorded recipe equals `recipe`, else the net of
+    `train()`, saved there (weights written to a temporary name and renamed into place)."""
     from safetensors.torch import load_file, save_file
 
-    recipe = _recipe(dataset)
     folder = cache_dir(directory)
-    weights, meta = folder / f"{dataset}-features.safetensors", folder / f"{dataset}-features.json"
+    weights, meta = folder / f"{name}.safetensors", folder / f"{name}.json"
     if weights.is_file() and meta.is_file():
         info = json.loads(meta.read_text())
         if info.get("recipe") == recipe:
@@ -227,17 +258,8 @@ def classifier_for(dataset: str, directory: str | os.PathLike | None = None, log
             net.load_state_dict(load_file(str(weights)))
             return net.eval().requires_grad_(False)
     if log:
-        print(f"rill eval: training the {dataset} feature net on real images (once; cached in {folder})")
-    images, targets = dataset_arrays(dataset, recipe["split"], recipe["n"], seed=recipe["seed"])
-    net = train_classifier(
-        images,
-        targets,
-        epochs=recipe["epochs"],
-        width=recipe["width"],
-        seed=recipe["seed"],
-        corruption=recipe.get("corruption", False),
-        log=log,
-    )
+        print(f"rill eval: training {what} on real images (once; cached in {folder})")
+    net = train()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = weights.with_name(weights.name + f".tmp-{os.getpid()}")
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))

@@ -205,8 +205,20 @@ def evaluate_model(
     batch_size: int = 128,
     log: bool = True,
 ) -> dict[str, Any]:
-    """Generate `n` images per prompt and score them (see the module docstring). Returns a JSON-able dict."""
+    """Generate `n` images per prompt and score them (see the module docstring). Returns a JSON-able dict.
+    emoji: its own prompt sets, judges and targets (emoji_eval.py); no prompts, features, nll or clip."""
     from rill.inference.generate import generate
+
+    if dataset == "emoji":
+        from .emoji_eval import evaluate_emoji
+
+        extra = dict(prompts=prompts, nll=nll, clip=clip, features=features != "classifier")
+        if given := [k for k, v in extra.items() if v]:
+            raise ValueError(f"rill eval emoji uses its own prompts and judges; drop {', '.join(given)}")
+        return evaluate_emoji(
+            model, n=n, nfe=nfe, sampler=sampler, guidance=guidance, seed=seed, cache=cache,
+            batch_size=batch_size, log=log,
+        )  # fmt: skip
 
     prompts = list(prompts) if prompts is not None else default_prompts(dataset)
     check_prompts(dataset, prompts, "prompts")
@@ -292,6 +304,10 @@ def evaluate_model(
 
 def format_table(result: dict[str, Any]) -> str:
     """A plain-text table of the headline numbers, with the real-data reference beside each."""
+    if "targets" in result:  # emoji: each measure against its target
+        from .emoji_eval import format_emoji_table
+
+        return format_emoji_table(result)
 
     def fmt(v: Any, pct: bool = False) -> str:
         if v is None:
