@@ -5,7 +5,7 @@
     python -m benchmarks.auto_guided digits 3 80 unipc:2:bh2:rill-nets 4,5,6,8 runs/digits/model.safetensors
 
 CONFIGS: comma-separated sampler:order:variant:grid (empty fields = the sampler's default). Same cases,
-reference (Heun 299 calls from the same σ_max, with its 149-call check) and adherence judges as
+reference (DPM-Solver++(3M) 200 calls from the same σ_max, with its 100-call check) and adherence judges as
 benchmarks/samplers_nets.py (TEST_PROMPTS / TEST_SEEDS). References are cached in /tmp/rill-auto-guided/.
 Prints one line per (σ_max, config); benchmarks/results/auto_guided.md collects the runs.
 """
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
             from safetensors.torch import save_file
 
             save_file({"ref": case.reference(smax).contiguous()}, f)
-            print("reference check (RMS 299 vs 149 calls):", case.ref_check, flush=True)
+            print("reference check (RMS 200 vs 100 calls):", case.ref_check, flush=True)
         for sampler, order, variant, grid in configs:
             opts = {**({"order": int(order)} if order else {}), **({"variant": variant} if variant else {})}
             errs, adh = [], []

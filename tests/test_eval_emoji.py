@@ -102,6 +102,7 @@ def test_evaluation_of_real_renders_passes_and_of_wrong_emoji_fails(monkeypatch,
     assert t["heldout_attribute"]["value"] >= 0.9 and t["heldout_attribute"]["passed"]
     assert t["fd"]["value"] == pytest.approx(t["fd"]["real"]) and t["fd"]["passed"]
     assert good["images"] == 2 * good["prompts"] + 100
+    assert t["background_std"]["passed"] and t["background_std"]["value"] < 0.001
     bad = _evaluate(monkeypatch, _RealRenders(wrong=True), judge=judge, features=net, fd_images=100)
     assert (
         bad["targets"]["heldout_attribute"]["value"] <= 0.4
@@ -123,7 +124,8 @@ def test_emoji_eval_refuses_prompts():
 def test_cached_judges_recognise_real_renders_and_fail_planted_defects(monkeypatch):
     """The shipped recipe (trained once into $RILL_CACHE/eval, a few CPU minutes): the judge recognises
     augmented real renders of the seen subjects; real renders pass all three targets, the wrong emoji fails
-    recognition and noisy renders fail FD."""
+    recognition and noisy renders fail the clean-background target (the FD features, one class per emoji, barely
+    see noise: measured FD 35.6 at noise 0.3 against a floor of 35.7)."""
     judge = subject_judge(log=False)
     seen = seen_subjects()
     assert judge.accuracy_on_real(seen) >= 0.9
@@ -133,4 +135,5 @@ def test_cached_judges_recognise_real_renders_and_fail_planted_defects(monkeypat
     bad = _evaluate(monkeypatch, _RealRenders(wrong=True), judge=judge)
     assert bad["targets"]["subject_recognised"]["value"] <= 0.05
     noisy = _evaluate(monkeypatch, _RealRenders(noise=0.3), judge=judge)
-    assert not noisy["targets"]["fd"]["passed"]
+    assert not noisy["targets"]["background_std"]["passed"]
+    assert noisy["targets"]["background_std"]["value"] > 0.1 > 0.001 > good["targets"]["background_std"]["value"]
