@@ -13,11 +13,12 @@ import torch
 from _models import tiny_digits_model
 
 from rill.app.cli import choose_bundled, main
+from rill.model.files import bundled_file
 
 torch.set_num_threads(1)
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 BUNDLED_READY = all(
-    (resources.files("rill") / "assets" / f"{n}.safetensors").is_file() for n in ("digits", "shapes")
+    (resources.files("rill") / "assets" / f"{n}.safetensors").is_file() for n in ("digits", "shapes", "emoji")
 )
 
 
@@ -177,7 +178,11 @@ def test_choose_bundled():
     assert choose_bundled("a handwritten digit 7") == "digits"
     assert choose_bundled("the number seven") == "digits"
     assert choose_bundled("a large red circle in the center") == "shapes"
-    assert choose_bundled("someone") == "shapes"  # 'one' only as a whole word
+    assert choose_bundled("a small blue square above a large green circle") == "shapes"
+    assert choose_bundled("a blue square in the top left") == "shapes"
+    emoji = "emoji" if bundled_file("emoji").is_file() else "shapes"  # shapes: no emoji model installed
+    assert choose_bundled("someone") == emoji  # 'one' only as a whole word
+    assert choose_bundled("a cat face") == choose_bundled("a red circle") == emoji  # no size, no place
 
 
 def test_import_is_light():
@@ -187,13 +192,13 @@ def test_import_is_light():
 
 
 @pytest.mark.skipif(
-    not BUNDLED_READY, reason="bundled models rill/assets/{digits,shapes}.safetensors not shipped yet"
+    not BUNDLED_READY, reason="bundled models rill/assets/{digits,shapes,emoji}.safetensors not shipped yet"
 )
 def test_demo_on_bundled_models(tmp_path, capsys):
     from PIL import Image
 
     assert main(["demo", "--out", str(tmp_path), "--columns", "2", "--nfe", "8"]) == 0
-    for name in ("digits.png", "shapes.png", "denoising-strip.png", "denoising.gif", "index.md"):
+    for name in ("digits.png", "shapes.png", "emoji.png", "denoising-strip.png", "denoising.gif", "index.md"):
         assert (tmp_path / name).is_file(), name
     with Image.open(tmp_path / "digits.png") as im:
         assert im.height == (10 * 9 + 1) * 8  # 10 rows of 8×8 digits, scale 8

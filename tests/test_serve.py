@@ -341,7 +341,7 @@ def test_models_only_from_the_launch_folder_and_only_safetensors(tmp_path):
     sub.mkdir()
     (sub / "deep.safetensors").write_bytes(bundled_path("digits").read_bytes())
     with client(tmp_path, models_dir=models) as cl:
-        assert cl.get("/api/options").json()["models"] == ["digits", "shapes", "mine"]
+        assert cl.get("/api/options").json()["models"] == ["digits", "shapes", "emoji", "mine"]
         assert run_job(cl, {**DIGIT, "model": "mine"})[-1]["type"] == "done"
         for name in ("pickled", "other", "linked", "deep", "sub/deep", "mine.safetensors"):
             assert cl.post("/api/jobs", json={**DIGIT, "model": name}).status_code == 422, name

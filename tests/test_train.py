@@ -88,6 +88,19 @@ def test_vp_objectives_and_bf16_train_and_load(tmp_path, objective, precision):
     assert x0_hat.shape == (3, 1, 8, 8) and torch.isfinite(x0_hat).all()
 
 
+def test_init_from_warm_starts_a_new_run_and_refuses_another_backbone(tmp_path):
+    first = train(tiny(tmp_path / "a", steps=3), progress=False)
+    # a learning rate of 1e-9: two Adam steps move each weight by at most ~2e-9 from where the run began
+    second = train(tiny(tmp_path / "b", steps=2, lr=1e-9, init_from=str(first)), progress=False)
+    fresh = train(tiny(tmp_path / "c", steps=2, lr=1e-9), progress=False)
+    a, b, c = (load_model(p).net.state_dict() for p in (first, second, fresh))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert max((a[k].float() - c[k].float()).abs().max() for k in a) > 1e-3  # not the seed's initialisation
+    wider = tiny(tmp_path / "d", init_from=str(first), **{"model.net_overrides": {"channels": 24}})
+    with pytest.raises(ValueError, match="--init-from .*backbone differs"):
+        train(wider, progress=False)
+
+
 def test_resume_refuses_a_different_run(tmp_path):
     train(tiny(tmp_path, steps=3), progress=False)
     with pytest.raises(ValueError, match=r"differs from the checkpoint's in \['lr'\]"):

@@ -40,7 +40,7 @@ def number(kind: str):
     return parse
 
 
-BUNDLED = ("digits", "shapes")
+BUNDLED = ("digits", "shapes", "emoji")
 _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _DIGIT_RE = re.compile(
     r"(?<![a-z0-9])(\d|digit|digits|number|numeral|handwritten|" + "|".join(_NUMBER_WORDS) + ")"
@@ -48,10 +48,28 @@ _DIGIT_RE = re.compile(
 )
 
 
+def _reads_as_shapes_scene(text: str) -> bool:
+    """A circle, square or triangle with a size or a place ("a large red circle", "... in the top left",
+    "... to the left of ..."): the vocabulary of rill.data.shapes' captions."""
+    from ..data.shapes import POSITIONS, RELATIONS, SHAPES, SIZES
+
+    words = set(re.findall(r"[a-z]+", text))
+    places = (*RELATIONS, *(f"in the {p}" for p in (*POSITIONS, "centre")))
+    return bool(words & set(SHAPES)) and (bool(words & set(SIZES)) or any(p in text for p in places))
+
+
 def choose_bundled(prompt: str) -> str:
-    """'digits' when the prompt mentions a digit or a number ("7", "seven", "digit", "handwritten"), else
-    'shapes'."""
-    return "digits" if _DIGIT_RE.search(prompt.lower()) else "shapes"
+    """'digits' when the prompt mentions a digit or a number ("7", "seven", "digit", "handwritten"); 'shapes'
+    when it reads as a shapes scene ("a large red circle in the center"); else 'emoji' ("a cat face"), or
+    'shapes' where no emoji model is installed."""
+    text = " ".join(prompt.lower().split())
+    if _DIGIT_RE.search(text):
+        return "digits"
+    if _reads_as_shapes_scene(text):
+        return "shapes"
+    from ..model.files import bundled_file
+
+    return "emoji" if bundled_file("emoji").is_file() else "shapes"
 
 
 def check_checkpoint(path: str) -> Path:
@@ -117,7 +135,7 @@ def read_header(path: Path) -> tuple[dict[str, str], dict[str, list[int]]]:
 
 
 def model_path(spec: str) -> Path:
-    """The model file of a bundled name ('digits', 'shapes'), a .safetensors path or a run's folder."""
+    """The model file of a bundled name (BUNDLED), a .safetensors path or a run's folder."""
     return bundled_path(spec) if spec in BUNDLED else check_checkpoint(spec)
 
 
@@ -221,7 +239,8 @@ def load_image_model(model_arg: str | None, prompt: str, purpose: str):
     threads set; a model that does not draw images is a UserError naming `purpose`."""
     spec = model_arg or choose_bundled(prompt)
     if not model_arg:
-        print(f"model: bundled '{spec}' (chosen from the prompt; pass --model digits|shapes|CKPT to choose)")
+        names = "|".join(BUNDLED)
+        print(f"model: bundled '{spec}' (chosen from the prompt; pass --model {names}|CKPT to choose)")
     path = model_path(spec)
     set_threads()
     from ..model.files import load_model

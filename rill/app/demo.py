@@ -17,7 +17,7 @@ from ..model.files import load_model
 from ..viz.images import save_labeled_grid
 from ..viz.strip import denoising_strip
 
-__all__ = ["DEMO_SHAPES", "run_demo"]
+__all__ = ["DEMO_SHAPES", "DEMO_EMOJI", "run_demo"]
 
 # the shapes vocabulary of rill.data.shapes; rows with a held-out (colour, shape) pair are marked in the grid
 DEMO_SHAPES = (
@@ -29,6 +29,20 @@ DEMO_SHAPES = (
     "a large green triangle in the center",
     "a large yellow circle in the bottom left",
     "a large purple square to the left of a small white circle",
+)
+
+
+# emoji prompts: training captions, held-out attribute x subject pairs (rill.data.emoji), and new phrasings
+DEMO_EMOJI = (
+    ("an emoji of cat face", ""),
+    ("an emoji of red apple", ""),
+    ("an emoji of rocket", ""),
+    ("an emoji of ghost", ""),
+    ("an emoji of waving hand, medium-dark skin tone", ""),
+    ("an emoji of woman surfing, dark skin tone", "held out"),
+    ("an emoji of green heart", "held out"),
+    ("a smiling cat", "new words"),
+    ("a picture of a slice of pizza", "new words"),
 )
 
 
@@ -73,14 +87,16 @@ def run_demo(
     models: dict[str, Any] | None = None,
     log=print,
 ) -> dict[str, Path]:
-    """The `rill demo` folder: digit and shape prompt grids, a denoising strip (PNG + GIF) and an index.md.
+    """The `rill demo` folder: digit, shape and emoji prompt grids, a denoising strip (PNG + GIF) and an
+    index.md.
 
     Column j of every grid uses seed + j (same starting noise along a column: only the prompt changes).
-    models: {"digits": model, "shapes": model} to use instead of the bundled ones.
+    models: {"digits": model, "shapes": model, "emoji": model} to use instead of the bundled ones (without
+    "emoji", no emoji grid).
     """
     out = Path(out)
     t0 = time.perf_counter()
-    models = models or _load_bundled(["digits", "shapes"])
+    models = models or _load_bundled(["digits", "shapes", "emoji"])
     timings = {"load models + text encoder": time.perf_counter() - t0}
     written: dict[str, Path] = {}
 
@@ -95,6 +111,14 @@ def run_demo(
     labels = [f"{p}{'  [held out]' if _heldout(p) else ''}" for p in DEMO_SHAPES]
     written["shapes"] = save_labeled_grid(shapes, out / "shapes.png", labels, scale=3)
     timings[f"shapes: {len(DEMO_SHAPES)} prompts x {columns}"] = time.perf_counter() - t
+
+    if "emoji" in models:
+        t = time.perf_counter()
+        prompts = [p for p, _ in DEMO_EMOJI]
+        emoji = generate(models["emoji"], prompts, n=columns, nfe=nfe, seed=seed, device=device)
+        emoji_labels = [f"{p}{f'  [{k}]' if k else ''}" for p, k in DEMO_EMOJI]
+        written["emoji"] = save_labeled_grid(emoji, out / "emoji.png", emoji_labels, scale=3)
+        timings[f"emoji: {len(prompts)} prompts x {columns}"] = time.perf_counter() - t
 
     t = time.perf_counter()
     prompt = DEMO_SHAPES[3]
@@ -120,6 +144,10 @@ def run_demo(
         "",
     ]
     lines += [f"{i + 1}. {p}" for i, p in enumerate(labels)]
+    if "emoji" in written:
+        key = "[held out] = an attribute-subject pair never trained on; [new words] = no caption's phrasing"
+        lines += ["", f"## Emoji ({key})", "", "![](emoji.png)", ""]
+        lines += [f"{i + 1}. {p}" for i, p in enumerate(emoji_labels)]
     lines += [
         "",
         f"## Denoising: '{prompt}'",

@@ -34,6 +34,7 @@ SEEN_SUBJECTS = 100
 TONE_NONE = "none"  # the untoned (yellow) skin: a reading that matches no tone
 RADIUS = 20.0  # a pixel counts for its nearest reference colour when it is within this RGB distance
 BG_MARGIN = 2  # pixels around the emoji left out of its background (anti-aliased edges, a larger drawing)
+MEDIAN, WHITE = 5, 0.8  # background = white ([-1, 1] units) after a 5x5 median filter of the generated image
 AUGMENT = {"shift": 2, "zoom": 0.15, "blur": 1.0, "noise": 0.1}  # the judge's training augmentation
 RECIPE = {"version": 1, "dataset": "emoji", "classes": "subject", "split": "all", "epochs": 30, "width": 32,
           "seed": 0, "augment": AUGMENT}  # fmt: skip
@@ -209,13 +210,18 @@ def read_palette(images: Tensor, kind: str) -> list[str | None]:
 
 
 def background_std(images: Tensor, entries: Sequence[int]) -> list[float]:
-    """Per image, the std (around their own mean, averaged over RGB, [-1, 1] units) of its pixels where the
-    real render of entry `entries[i]` is white and at least BG_MARGIN px from a non-white pixel; nan when the
-    render has no such background."""
+    """Speckle on the white background, per image: the std (around their own mean, averaged over RGB, [-1, 1]
+    units) of its pixels where the real render of entry `entries[i]` is white at least BG_MARGIN px from the
+    emoji AND the image itself is white after a MEDIAN-px median filter (isolated specks survive the filter's
+    mask and count; a misdrawn or shifted emoji is left to subject recognition); nan when no pixel is left."""
     renders = real_emoji()[0][torch.as_tensor(list(entries), dtype=torch.long)]
     fg = (renders < 0.96).any(1, keepdim=True).float()  # (N, 1, H, W): the emoji and its anti-aliased rim
     bg = F.max_pool2d(fg, 2 * BG_MARGIN + 1, 1, BG_MARGIN)[:, 0] == 0
     x = images.detach().float().cpu()
+    n, c, h, w = x.shape
+    windows = F.unfold(F.pad(x, [MEDIAN // 2] * 4, mode="replicate"), MEDIAN)  # (N, C·M², H·W)
+    smooth = windows.view(n, c, MEDIAN * MEDIAN, h, w).median(2).values  # (N, C, H, W)
+    bg = bg & (smooth.amin(1) >= WHITE)
     out = []
     for img, mask in zip(x, bg):
         px = img[:, mask]  # (3, K)

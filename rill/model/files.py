@@ -171,13 +171,22 @@ def load_model(
 
 
 def bundled_names() -> list[str]:
-    """The models shipped in rill/assets/ ("digits", "shapes", …)."""
+    """The models shipped in rill/assets/ ("digits", "emoji", "shapes"): its .safetensors files whose header
+    holds a rill model config (the data files beside them, e.g. emoji-32, are not models)."""
     from importlib import resources
+
+    from safetensors import safe_open
 
     assets = resources.files("rill") / "assets"
     if not assets.is_dir():
         return []
-    return sorted(p.name[: -len(".safetensors")] for p in assets.iterdir() if p.name.endswith(".safetensors"))
+    names = []
+    for p in assets.iterdir():
+        if p.name.endswith(".safetensors"):
+            with resources.as_file(p) as path, safe_open(str(path), framework="pt", device="cpu") as f:
+                if "rill.model_config" in (f.metadata() or {}):
+                    names.append(p.name[: -len(".safetensors")])
+    return sorted(names)
 
 
 def bundled_file(name: str) -> Path:

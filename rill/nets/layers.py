@@ -288,4 +288,3 @@ class PixelRefine(nn.Module):
         h = self.conv_in(torch.cat([out, x_in.to(out.dtype)], dim=1))  # (B, width, *S)
         h = self.res(h, emb)
         return out + self.conv_out(F.silu(self.norm(h)))  # (B, C_out, *S)
-

@@ -47,6 +47,11 @@ _FLAGS = {  # flag -> (config key, type, help)
         "due (--sample-every); one run per folder",
     ),
     "--seed": ("seed", int, "seed of the weights, data order and noise"),
+    "--init-from": (
+        "init_from",
+        str,
+        "start the backbone from a rill model file (e.g. runs/a/model.safetensors): a new run, warm-started",
+    ),
     "--objective": ("model.parametrisation", str, "edm (default), epsilon or v"),
     "--text-encoder": (
         "model.text_encoder",

@@ -45,6 +45,9 @@ class TrainConfig:
     p_std: float = 1.2
     mixed_precision: str = "no"  # no | bf16 | fp16 (autocast where the device supports it)
     seed: int = 0
+    # a warm start: the backbone begins from this rill model file's weights (a new run with its own optimiser,
+    # schedule and EMA; the file's config must build the same backbone). Continue a stopped run with resume.
+    init_from: str | None = None
     out_dir: str = "runs/digits"
     sample_every: int = 500  # preview grid PNG every N steps (0 = never)
     checkpoint_every: int = 500  # 0 = only at the end / on interrupt

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..data import load_dataset
 from ..model.bundle import DiffusionModel
 from ..model.config import config_to_dict
-from ..model.files import atomic_write_text, save_model
+from ..model.files import atomic_write_text, load_model, save_model
 from ..viz.preview import save_preview
 from .batches import CaptionBank, ShardedBatches, batch_indices
 from .checkpoint import (
@@ -263,6 +263,20 @@ def _restore(
         )
 
 
+def _warm_start(model: DiffusionModel, path: str) -> None:
+    """Copy the backbone weights of the rill model file `path` into `model.net` (--init-from)."""
+    source = load_model(path)
+    mine, theirs = model.net.state_dict(), source.net.state_dict()
+    bad = sorted(k for k in set(mine) | set(theirs) if k not in mine or k not in theirs
+                 or mine[k].shape != theirs[k].shape)  # fmt: skip
+    if bad:
+        raise ValueError(
+            f"--init-from {path}: its backbone differs from this run's ({len(bad)} tensors, e.g. {bad[:3]}); "
+            "use the preset and --set overrides the file was trained with (see `rill info FILE`)"
+        )
+    model.net.load_state_dict(theirs)
+
+
 def train(
     config: TrainConfig, *, resume: bool | str | Path = False, overwrite: bool = False, progress: bool = True
 ) -> Path:
@@ -321,6 +335,8 @@ def train(
     bank = CaptionBank(model, batches.captions) if model.conditional else None
     if bank is not None:  # record the encoder's full spec (not just its name) in every file written
         model.config.text_encoder = dict(model.load_text_encoder().spec)
+    if cfg.init_from and ckpt is None:  # a resumed run's checkpoint already holds the (trained) weights
+        _warm_start(model, cfg.init_from)
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     halflife = None if cfg.ema_decay is not None else cfg.ema_halflife_images
     ema = EMA(model.net, cfg.ema_decay, halflife, cfg.ema_rampup)

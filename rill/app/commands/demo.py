@@ -1,4 +1,4 @@
-"""`rill demo`: digit and shape grids and a denoising strip from the bundled models (rill.app.demo)."""
+"""`rill demo`: digit, shape and emoji grids and a denoising strip from the bundled models (rill.app.demo)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..common import DEVICE_HELP, check_out_dir, number, set_threads
 
-HELP = "digit and shape grids and a denoising strip from the bundled models"
+HELP = "digit, shape and emoji grids and a denoising strip from the bundled models"
 
 
 def add_arguments(d: argparse.ArgumentParser) -> None:
