@@ -17,32 +17,14 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.first_image import one_run
 
 PROMPT = "a cat face"
 RESULTS = Path(__file__).parent / "results" / "emoji_speed.md"
 BUDGET_FIRST_PNG, BUDGET_IMAGES_PER_S = 5.0, 20.0
-
-
-def first_png(env: dict[str, str]) -> float:
-    """Seconds from the start of a fresh `rill generate PROMPT` to its first PNG on disk."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
-        cmd = [sys.executable, "-m", "rill", "generate", PROMPT, "--out", str(out)]
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        first = None
-        while proc.poll() is None:
-            if first is None and out.is_dir() and any(p.suffix == ".png" for p in out.iterdir()):
-                first = time.perf_counter() - start
-            time.sleep(0.005)
-        if proc.returncode != 0:
-            raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr.read()}")
-        return first if first is not None else time.perf_counter() - start
 
 
 def batched(batch: int, threads: int, repeats: int = 3) -> tuple[float, float]:
@@ -75,8 +57,8 @@ def main() -> None:
     args = ap.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     load_before = os.getloadavg()[0]
-    first_png(env)  # warm-up: the OS file cache
-    firsts = [first_png(env) for _ in range(args.runs)]
+    one_run(env, PROMPT)[0]  # warm-up: the OS file cache
+    firsts = [one_run(env, PROMPT)[0] for _ in range(args.runs)]
     rates = {t: batched(args.batch, t) for t in (1, 2)}
     load_after = os.getloadavg()[0]
     guidance = rates[1][1]

@@ -71,11 +71,11 @@ def child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def one_run(env: dict[str, str]) -> tuple[float, float, float]:
+def one_run(env: dict[str, str], prompt: str = PROMPT) -> tuple[float, float, float]:
     """(seconds to the first PNG, seconds to exit, CPU seconds) of one fresh `rill generate` process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
-        cmd = [sys.executable, "-m", "rill", "generate", PROMPT, "--out", str(out)]
+        cmd = [sys.executable, "-m", "rill", "generate", prompt, "--out", str(out)]
         cpu0 = child_cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
