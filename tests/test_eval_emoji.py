@@ -120,6 +120,27 @@ def test_emoji_eval_refuses_prompts():
         evaluate_model(_Model(), "emoji", ["an emoji of cat face"], log=False)
 
 
+def test_emoji_guidance_sweep_runs_the_emoji_evaluation_on_validation_seeds(monkeypatch):
+    from rill.eval import emoji_eval
+    from rill.eval.guidance import VALIDATION_SEED, choose_guidance, guidance_sweep, validation_prompts
+
+    calls = []
+
+    def fake(model, *, guidance, seed, **_):
+        calls.append((guidance, seed))
+        subject = {1.0: 0.2, 3.0: 0.5, 5.0: 0.51}[guidance]
+        return {"fd": 40 + guidance, "adherence": subject, "adherence_heldout": 0.7, "background_std": 0.01}
+
+    monkeypatch.setattr(emoji_eval, "evaluate_emoji", fake)
+    rows = guidance_sweep(_Model(), "emoji", [1, 3, 5], log=False)
+    assert calls == [(1.0, VALIDATION_SEED), (3.0, VALIDATION_SEED), (5.0, VALIDATION_SEED)]
+    assert choose_guidance(rows) == 3.0  # within 0.02 of the best recognition, lower FD than 5
+    prompts = emoji_eval.sweep_prompts()
+    assert validation_prompts("emoji") == prompts and len(prompts) == 155
+    with pytest.raises(ValueError, match="own prompts"):
+        guidance_sweep(_Model(), "emoji", [1], prompts=["a cat face"], log=False)
+
+
 @pytest.mark.slow
 def test_cached_judges_recognise_real_renders_and_fail_planted_defects(monkeypatch):
     """The shipped recipe (trained once into $RILL_CACHE/eval, a few CPU minutes): the judge recognises

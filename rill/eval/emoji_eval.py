@@ -19,7 +19,8 @@ from torch import Tensor
 from .emoji_check import background_std, read_palette, real_emoji, seen_subjects, subject_judge
 from .metrics import frechet_distance
 
-__all__ = ["evaluate_emoji", "heldout_entries", "emoji_prompt", "format_emoji_table", "TARGETS", "FD_IMAGES"]
+__all__ = ["evaluate_emoji", "heldout_entries", "emoji_prompt", "sweep_prompts", "format_emoji_table",
+           "TARGETS", "FD_IMAGES"]  # fmt: skip
 
 # issue 14's bars; background std <= 0.02 (2.5 grey levels, invisible; rill's choice; shapes model: 0.009)
 TARGETS = {"subject": 0.80, "heldout": 0.60, "fd_ratio": 3.0, "background_std": 0.02}
@@ -48,6 +49,13 @@ def heldout_entries() -> list[tuple[int, str, str]]:
             if isinstance(e[kind], str) and is_heldout(e, {p for p in pairs if p[0] == kind}):
                 out.append((i, kind, e[kind]))
     return out
+
+
+def sweep_prompts() -> list[str]:
+    """The prompts evaluate_emoji draws: the seen subjects', then the held-out pairs'."""
+    _, entries = real_emoji()
+    held = [i for i, _, _ in heldout_entries()]
+    return [emoji_prompt(entries[i]) for i in (*seen_subjects(), *held)]
 
 
 def _reads(images: Tensor, kinds: list[str], values: list[str]) -> list[bool]:
@@ -107,7 +115,7 @@ def evaluate_emoji(
     net = features or classifier_for("emoji", cache, log=log)
     _, entries = real_emoji()
     seen, held = seen_subjects(), heldout_entries()
-    prompts = [emoji_prompt(entries[i]) for i in seen] + [emoji_prompt(entries[i]) for i, _, _ in held]
+    prompts = sweep_prompts()
 
     def gen(ps: list[str], k: int, s: int) -> Tensor:
         return generate(model, ps, n=k, nfe=nfe, sampler=sampler, guidance=guidance, seed=s,

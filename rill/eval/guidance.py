@@ -26,7 +26,8 @@ _NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", 
 
 def validation_prompts(dataset: str) -> list[str]:
     """digits: "the number <word>" (the test prompts are "a handwritten digit <k>"). shapes: 24 captions of
-    training compositions + 12 naming held-out pairs, drawn with another seed than the test prompts'."""
+    training compositions + 12 naming held-out pairs, drawn with another seed than the test prompts'. emoji:
+    the test's prompts (its 100 seen subjects, the held-out pairs: what is measured), on other seeds."""
     if dataset == "digits":
         return [f"the number {w}" for w in _NUMBER_WORDS]
     if dataset == "shapes":
@@ -37,7 +38,11 @@ def validation_prompts(dataset: str) -> list[str]:
             ds = load_dataset("shapes", split=split, n=400, seed=202)
             out += list(dict.fromkeys(ds.caption(i) for i in range(len(ds))))[:count]
         return out
-    raise ValueError(f"no validation prompts for dataset {dataset!r} (supported: digits, shapes)")
+    if dataset == "emoji":  # the test's prompt set (seen subjects, held-out pairs), drawn on other seeds
+        from .emoji_eval import sweep_prompts
+
+        return sweep_prompts()
+    raise ValueError(f"no validation prompts for dataset {dataset!r} (supported: digits, shapes, emoji)")
 
 
 def choose_guidance(rows: dict[Any, dict[str, float]], floor: float = ADHERENCE_FLOOR) -> float:
@@ -67,9 +72,23 @@ def guidance_sweep(
     n: 30 images per prompt for digits, 8 for shapes). Returns {w: fd, adherence, precision, recall}."""
     from .run import evaluate_model
 
+    rows: dict[float, dict[str, float]] = {}
+    if dataset == "emoji":  # its own prompts and judges (emoji_eval.py); adherence = subject recognised
+        from .emoji_eval import evaluate_emoji
+
+        if prompts is not None:
+            raise ValueError("the emoji sweep uses the emoji evaluation's own prompts; drop prompts=")
+        for w in guidances:
+            r = evaluate_emoji(model, n=n or 2, nfe=nfe, sampler=sampler, guidance=w, seed=seed, log=False)
+            keys = ("fd", "adherence", "adherence_heldout", "background_std")
+            rows[float(w)] = {k: round(float(r[k]), 4) for k in keys}
+            if log:
+                subject, held = 100 * r["adherence"], 100 * r["adherence_heldout"]
+                print(f"rill eval: sweep w={w:g}: FD {r['fd']:.3f}, subject recognised {subject:.1f}%, "
+                      f"held-out attribute {held:.1f}%", flush=True)  # fmt: skip
+        return rows
     prompts = list(prompts) if prompts is not None else validation_prompts(dataset)
     n = n or (30 if dataset == "digits" else 8)
-    rows: dict[float, dict[str, float]] = {}
     for w in guidances:
         r = evaluate_model(
             model, dataset, prompts, n=n, nfe=nfe, sampler=sampler, guidance=float(w), seed=seed, log=False

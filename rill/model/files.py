@@ -160,6 +160,8 @@ def load_model(
     model = DiffusionModel(config, text_encoder=text_encoder)
     headers = _json_meta(meta, "rill.groups", p)
     model.net.load_state_dict(_check_weights(model, tensors, p, tuple(headers)))
+    if len(config.shape) == 3:  # image nets: oneDNN's NHWC convolutions, 27% faster on CPU (emoji, batch 128)
+        model.net.to(memory_format=torch.channels_last)
     model.info = _json_meta(meta, "rill.info", p)
     model.sampling = _json_meta(meta, "rill.sampling", p)
     base = net_fingerprint(model)
