@@ -10,7 +10,8 @@ reference of the SAME guided probability-flow ODE: DPM-Solver++(3M) on a Karras 
 reference's own error (200 vs 100 calls) is printed with each table. (Until session 6 it was Heun with 299
 calls, whose own error on the shapes model at guidance 1 was 0.031 px, as large as the errors it judged.)
 Also the prompt adherence of the same images (digits: the digit judge of rill.eval; shapes: every attribute
-of every object right, by the shapes checker).
+of every object right, by the shapes checker; emoji: the prompted subject recognised by rill eval emoji's
+classifier).
 
 Peers run through benchmarks/_peer.py (the real diffusers schedulers, rill's model evaluated at the σ each
 scheduler uses):
@@ -54,8 +55,18 @@ TEST_PROMPTS = {
         "a large purple square to the left of a small white circle",
         "a small green triangle above a large red square",
     ],
+    "emoji": [
+        "an emoji of cat face",
+        "an emoji of red apple",
+        "an emoji of rocket",
+        "an emoji of waving hand, medium-dark skin tone",
+        "an emoji of thumbs up, medium skin tone",
+        "an emoji of smiling face with heart-eyes",
+        "an emoji of ghost",
+        "an emoji of woman surfing, dark skin tone",
+    ],
 }
-TEST_SEEDS = {"digits": range(1000, 1003), "shapes": range(1000, 1002)}
+TEST_SEEDS = {"digits": range(1000, 1003), "shapes": range(1000, 1002), "emoji": range(1000, 1002)}
 REF_NFE, REF_CHECK_NFE, REF_SAMPLER = 200, 100, "dpmpp_3m"  # the reference, and the run that checks it
 
 RILL = [  # (label, sampler, options, grid) on rill's σ range [0.002, 80]
@@ -168,6 +179,10 @@ def adherence(case: Case, images: Tensor, judge) -> float:
         from rill.eval.adherence import digit_adherence
 
         return float(digit_adherence(images, case.prompts, judge)["accuracy"])
+    if case.dataset == "emoji":  # the prompted emoji's subject recognised (rill eval emoji's judge)
+        subject_judge, entry_of = judge
+        want = subject_judge.labels[torch.tensor([entry_of[p] for p in case.prompts])]
+        return float((subject_judge.predict(images) == want).float().mean())
     from rill.eval.adherence import shapes_adherence
 
     return float(shapes_adherence(images, case.prompts)["all"]["correct"])  # every attribute right
@@ -198,6 +213,12 @@ def evaluate(case: Case, nfes: list[int], judge, rows_rill=RILL, log: Callable =
 
 
 def _judge(dataset: str):
+    if dataset == "emoji":  # (the subject classifier, prompt -> entry index)
+        from rill.eval.emoji_check import real_emoji, subject_judge
+        from rill.eval.emoji_eval import emoji_prompt
+
+        entries = real_emoji()[1]
+        return subject_judge(log=False), {emoji_prompt(e): i for i, e in reversed(list(enumerate(entries)))}
     if dataset != "digits":
         return None
     from rill.eval.adherence import DigitJudge
