@@ -94,13 +94,22 @@ def evaluate(name: str, path: str, texts: list[str], targets: list[int], real, n
     feats = extract_features(net, images)
     top5 = net.head(feats).topk(5, dim=1).indices
     hit = (top5 == torch.tensor(targets)[:, None]).any(1).float().mean().item()
+    subject = subject_hits(images, targets)
     cpu_ips = cpu_throughput(model, real_batch(16), steps=2)
     model.eval()
     stats = run_stats(file.parent)
     from rill.nets import count_parameters
 
     return dict(name=name, fd=frechet_distance(real, feats), top5=hit, params=count_parameters(model.net),
-                gen_s=gen_s, cpu_ips=cpu_ips, **stats)  # fmt: skip
+                subject=subject, gen_s=gen_s, cpu_ips=cpu_ips, **stats)  # fmt: skip
+
+
+def subject_hits(images: torch.Tensor, targets: list[int]) -> float:
+    """Share of images whose prompted emoji's subject rill eval emoji's classifier recognises."""
+    from rill.eval.emoji_check import subject_judge
+
+    judge = subject_judge(log=False)
+    return float((judge.predict(images) == judge.labels[torch.tensor(targets)]).float().mean())
 
 
 def real_batch(n: int) -> torch.Tensor:
@@ -132,16 +141,20 @@ def main() -> None:
 
     top5_real = (net.head(floor).topk(5, 1).indices == torch.tensor(targets)[:, None]).any(1).float().mean()
     rows = [dict(name="real renders (floor)", fd=frechet_distance(real, floor), top5=float(top5_real),
-                 params=0, gen_s=0.0, steps=0, img_s=float("nan"), cpu_ips=float("nan"))]  # fmt: skip
+                 subject=subject_hits(same, targets), params=0, gen_s=0.0, steps=0, img_s=float("nan"),
+                 cpu_ips=float("nan"))]  # fmt: skip
     for name, path in checkpoint_paths(args).items():
         rows.append(evaluate(name, path, texts, targets, real, net, args))
         print(rows[-1], flush=True)
-    head = "| run | objective, net | steps | img/s (wall) | img per CPU-s | params | FD ↓ | top-5 ↑ |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    cols = ("run", "objective, net", "steps", "img/s (wall)", "img per CPU-s", "params", "FD ↓", "top-5 ↑",
+            "subject ↑")  # fmt: skip
+    head = "| " + " | ".join(cols) + " |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         what = ", ".join(w for w, key in WHAT if key in r["name"])
         lines.append(f"| {r['name']} | {what} | {r['steps']:,} | {r['img_s']:.0f} | {r['cpu_ips']:.0f} | "
-                     f"{r['params']:,} | {r['fd']:.2f} | {100 * r['top5']:.1f}% |")  # fmt: skip
+                     f"{r['params']:,} | {r['fd']:.2f} | {100 * r['top5']:.1f}% | "
+                     f"{100 * r['subject']:.1f}% |")  # fmt: skip
     table = "\n".join(lines)
     print(table)
     minutes = f"{args.minutes:g}"
@@ -151,11 +164,12 @@ def main() -> None:
     OUT.write_text(
         "# Emoji recipes at equal compute\n\n"
         f"Each run: {args.minutes:g} minutes of `rill train` on ONE thread, emoji train split (one caption "
-        "per emoji), batch 128, lr 2e-3 (DiT 1e-3), seed 0; the three runs ran at the same time. "
+        "per emoji), batch 128, lr 2e-3 (DiT 1e-3), seed 0. "
         f"{args.note}\nEvaluation: {args.n} seen prompts (distinct emoji, 'an emoji of "
         f"…'), one image each, sampler auto at {args.nfe} calls, the model's guidance; FD on the emoji "
         "feature net (rill.eval.features, one class per emoji) against all 3,527 real renders; top-5 = the "
-        "prompted emoji among the feature net's 5 best classes.\n\n"
+        "prompted emoji among the feature net's 5 best classes; subject = the prompted subject recognised by "
+        "`rill eval emoji`'s classifier (1,494 subjects, trained on augmented real renders).\n\n"
         f"{table}\n\nCommands:\n\n{cmds}\n    python -m benchmarks.emoji_recipes "
         + " ".join(f"--checkpoint {n}={p}" for n, p in checkpoint_paths(args).items())
         + "\n",

@@ -150,3 +150,18 @@ def test_templates_option_keeps_one_caption_per_emoji():
     assert len(one) == len(set(one.entry_of)) and all(c.startswith("an emoji of ") for c in one.captions)
     with pytest.raises(ValueError, match="emoji templates"):
         EmojiDataset(templates=0)
+
+
+def test_min_per_subject_repeats_rare_subjects_only():
+    from collections import Counter
+
+    plain, balanced = EmojiDataset("train"), EmojiDataset("train", min_per_subject=9)
+    before = Counter(plain.entries[i]["subject"] for i in plain.entry_of)
+    after = Counter(balanced.entries[i]["subject"] for i in balanced.entry_of)
+    assert set(after) == set(before) and min(after.values()) >= 9
+    assert all(after[s] == n for s, n in before.items() if n >= 9)  # common subjects are left as they were
+    rare = next(s for s, n in before.items() if n == 3)
+    assert after[rare] == 9 and len(balanced) > len(plain)
+    assert set(zip(balanced.entry_of, balanced.captions)) == set(zip(plain.entry_of, plain.captions))
+    with pytest.raises(ValueError, match="min_per_subject"):
+        EmojiDataset(min_per_subject=-1)

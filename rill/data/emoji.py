@@ -23,6 +23,7 @@ import json
 import os
 import re
 import unicodedata
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -272,11 +273,16 @@ class EmojiDataset(Dataset):
         font: str | None = None,
         cache_dir: str | None = None,
         templates: int = len(TEMPLATES),
+        min_per_subject: int = 0,
     ) -> None:
         """templates: how many of TEMPLATES each emoji gets (1 = "an emoji of {name}" only: a third of the
-        captions for a text encoder to encode up front)."""
+        captions for a text encoder to encode up front). min_per_subject: repeat the items of each subject
+        with fewer than this many (a rocket has 3, a waving hand 15: every tone) until it has at least
+        that many, so single emoji are drawn as often as people in many tones (0 = each item once)."""
         check_choice("emoji split", split, SPLITS)
         check_choice("emoji templates", templates, range(1, len(TEMPLATES) + 1))
+        if not isinstance(min_per_subject, int) or min_per_subject < 0:
+            raise ValueError(f"emoji min_per_subject must be an integer >= 0, got {min_per_subject!r}")
         used = TEMPLATES[:templates]
         pixels, named, self.source = load_rendered(image_size, font, cache_dir)
         entries = [{**e, **parse_name(e["name"])} for e in named]
@@ -286,8 +292,12 @@ class EmojiDataset(Dataset):
             i for i, e in enumerate(self.entries) if split == "all" or e["heldout"] == (split == "heldout")
         ]
         self.split, self.image_shape = split, (3, image_size, image_size)
-        self.entry_of = [i for i in keep for _ in used]
-        self.captions = [t.format(caption_name(self.entries[i], k)) for i in keep for k, t in enumerate(used)]
+        count = Counter(self.entries[i]["subject"] for i in keep)
+        repeats = {s: max(1, -(-min_per_subject // (n * len(used)))) for s, n in count.items()}  # ceil
+        items = [(i, k, t) for i in keep for _ in range(repeats[self.entries[i]["subject"]])
+                 for k, t in enumerate(used)]  # fmt: skip
+        self.entry_of = [i for i, _, _ in items]
+        self.captions = [t.format(caption_name(self.entries[i], k)) for i, k, t in items]
         unique = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # (E, 3, S, S) uint8
         self.images: Tensor = (
             unique[torch.tensor(self.entry_of, dtype=torch.long)].to(torch.float16) / 127.5 - 1
