@@ -72,6 +72,13 @@ def test_save_load_model_roundtrip(tmp_path):
     assert loaded.info == {"step": 7}
     x, sigma = torch.randn(4, 1, 8, 8), torch.tensor([0.1, 1.0, 5.0, 40.0])
     cond = model.encode(["3", "seven", "", "a 1"])
+    mine, theirs = model.net.state_dict(), loaded.net.state_dict()
+    assert set(mine) == set(theirs) and all(torch.equal(mine[k], theirs[k]) for k in mine)  # bit for bit
+    # the loaded image net runs its convolutions channels-last (NHWC): the same function, other sum order
+    assert loaded.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    out = loaded.denoiser(x, sigma, cond)
+    torch.testing.assert_close(out, model.denoiser(x, sigma, cond), rtol=0, atol=1e-5)
+    model.net.to(memory_format=torch.channels_last)  # the same layout: the same bits
     assert torch.equal(loaded.denoiser(x, sigma, cond), model.denoiser(x, sigma, cond))
 
 
