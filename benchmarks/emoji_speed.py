@@ -20,6 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
+from benchmarks._report import publish
 from benchmarks.first_image import one_run
 
 PROMPT = "a cat face"
@@ -83,12 +84,7 @@ def main() -> None:
         *(f"| {m} | {v} | {b} | {'pass' if ok else 'FAIL'} |" for m, v, b, ok in rows),
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text, encoding="utf-8")
-        print(f"wrote {RESULTS}")
+    publish("\n".join(lines), RESULTS, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks._report import publish
+
 PROMPT = "a handwritten digit 7"
 RESULTS = Path(__file__).parent / "results" / "first_image.md"
 
@@ -164,12 +166,7 @@ def main() -> None:
         f"masks equal: {paths['mask_equal']}.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text, encoding="utf-8")
-        print(f"wrote {RESULTS}")
+    publish("\n".join(lines), RESULTS, write=not args.no_write)
 
 
 if __name__ == "__main__":
