@@ -31,8 +31,9 @@ from .bundle import DiffusionModel
 from .config import config_to_dict, model_config_from_dict
 
 __all__ = ["FORMAT", "GROUP_FORMAT", "TensorGroup", "read_safetensors", "save_model", "load_model",
-           "bundled_model", "bundled_names", "bundled_file", "net_fingerprint", "save_group", "load_group",
-           "atomic_save_safetensors", "atomic_write_text", "fsync_file", "fsync_dir"]  # fmt: skip
+           "bundled_model", "bundled_names", "bundled_file", "is_model_file", "net_fingerprint", "save_group",
+           "load_group", "atomic_save_safetensors", "atomic_write_text", "fsync_file",
+           "fsync_dir"]  # fmt: skip
 
 FORMAT = "rill-model/1"
 GROUP_FORMAT = "rill-group/1"
@@ -177,18 +178,31 @@ def bundled_names() -> list[str]:
     holds a rill model config (the data files beside them, e.g. emoji-32, are not models)."""
     from importlib import resources
 
-    from safetensors import safe_open
-
     assets = resources.files("rill") / "assets"
     if not assets.is_dir():
         return []
     names = []
     for p in assets.iterdir():
         if p.name.endswith(".safetensors"):
-            with resources.as_file(p) as path, safe_open(str(path), framework="pt", device="cpu") as f:
-                if "rill.model_config" in (f.metadata() or {}):
+            with resources.as_file(p) as path:
+                if is_model_file(path):
                     names.append(p.name[: -len(".safetensors")])
     return sorted(names)
+
+
+def is_model_file(path: str | os.PathLike) -> bool:
+    """A safetensors file with a rill model config in its header (read without touching the weights); a
+    non-safetensors or corrupt file is simply not one."""
+    from safetensors import safe_open
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(9)[8:9] != b"{":  # not even a safetensors header: never handed to a parser
+                return False
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return "rill.model_config" in (f.metadata() or {})
+    except Exception:  # a corrupt header
+        return False
 
 
 def bundled_file(name: str) -> Path:

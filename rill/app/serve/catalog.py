@@ -10,23 +10,10 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from ...model.files import is_model_file
 from ..common import BUNDLED, bundled_path
 
 __all__ = ["Catalog"]
-
-
-def _rill_model(path: Path) -> bool:
-    """A safetensors file with a rill model config in its header (read without touching the weights)."""
-    from safetensors import safe_open
-
-    try:
-        with open(path, "rb") as f:
-            if f.read(9)[8:9] != b"{":  # not even a safetensors header: never handed to a parser
-                return False
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return "rill.model_config" in (f.metadata() or {})
-    except Exception:  # a corrupt header: not offered
-        return False
 
 
 class Catalog:
@@ -42,7 +29,7 @@ class Catalog:
             root = Path(models_dir).resolve()
             for p in sorted(root.glob("*.safetensors")):
                 plain = p.is_file() and not p.is_symlink() and p.resolve().parent == root
-                if plain and p.stem not in self.paths and _rill_model(p):
+                if plain and p.stem not in self.paths and is_model_file(p):
                     self.paths[p.stem] = p
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._encoder = None
