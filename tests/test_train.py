@@ -101,6 +101,20 @@ def test_init_from_warm_starts_a_new_run_and_refuses_another_backbone(tmp_path):
         train(wider, progress=False)
 
 
+def test_init_from_may_add_the_zero_initialised_refine_head_but_not_drop_it(tmp_path):
+    plain = train(tiny(tmp_path / "a", steps=3), progress=False)
+    refine = {"model.net_overrides": {"channels": 16, "refine_channels": 8}}
+    grown = train(tiny(tmp_path / "b", steps=1, lr=1e-9, init_from=str(plain), **refine), progress=False)
+    a, b = load_model(plain), load_model(grown)
+    assert b.net.refine is not None and a.net.refine is None
+    x, sigma = torch.randn(4, 1, 8, 8), torch.tensor([0.02, 0.3, 2.0, 40.0])
+    cond = a.encode(["1", "7", "", "3"])
+    with torch.no_grad():  # the head's output starts at zero: the grown net denoises as the source did
+        torch.testing.assert_close(b.denoiser(x, sigma, cond), a.denoiser(x, sigma, cond), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="--init-from .*backbone differs"):  # the source's head would be lost
+        train(tiny(tmp_path / "c", init_from=str(grown)), progress=False)
+
+
 def test_resume_refuses_a_different_run(tmp_path):
     train(tiny(tmp_path, steps=3), progress=False)
     with pytest.raises(ValueError, match=r"differs from the checkpoint's in \['lr'\]"):
