@@ -6,6 +6,7 @@ batches.py      deterministic sharded batches, the caption bank
 ema.py          EMA with a half-life in images       precision.py autocast / GradScaler
 checkpoint.py   atomic, verified safetensors + JSON checkpoints
 cli.py          `rill train` / `python -m rill.train`: flags -> TrainConfig
+warm_start.py   --init-from: copy a model file's backbone in (a zero-initialised refine head may be added)
 """
 
 from .config import TrainConfig, train_config_from_dict

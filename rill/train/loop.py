@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..data import load_dataset
 from ..model.bundle import DiffusionModel
 from ..model.config import config_to_dict
-from ..model.files import atomic_write_text, load_model, save_model
+from ..model.files import atomic_write_text, save_model
 from ..viz.preview import save_preview
 from .batches import CaptionBank, ShardedBatches, batch_indices
 from .checkpoint import (
@@ -45,6 +45,7 @@ from .config import TrainConfig, train_config_from_dict
 from .ema import EMA
 from .fit import fit_model_to_images
 from .precision import Precision
+from .warm_start import warm_start
 
 __all__ = ["train", "NonFiniteLossError", "TrainingInterrupted", "RunFolderError", "lr_factor",
            "budget_progress", "batch_indices",
@@ -263,30 +264,6 @@ def _restore(
         )
 
 
-# Modules whose output starts at zero (layers.PixelRefine: conv_out zero-initialised), so a net that gains one
-# computes what the source file computed: a warm start may leave them at their fresh init.
-ADD_ON_MODULES = ("refine.",)
-
-
-def _warm_start(model: DiffusionModel, path: str) -> list[str]:
-    """Copy the backbone weights of the rill model file `path` into `model.net` (--init-from).
-
-    Every tensor of the source must match this run's; this run may have more only inside ADD_ON_MODULES
-    (kept at their fresh, output-neutral init). Returns the names of the tensors left fresh."""
-    source = load_model(path)
-    mine, theirs = model.net.state_dict(), source.net.state_dict()
-    fresh = sorted(k for k in mine if k not in theirs and k.startswith(ADD_ON_MODULES))
-    bad = sorted(k for k in set(mine) | set(theirs) if k not in fresh and (k not in mine or k not in theirs
-                 or mine[k].shape != theirs[k].shape))  # fmt: skip
-    if bad:
-        raise ValueError(
-            f"--init-from {path}: its backbone differs from this run's ({len(bad)} tensors, e.g. {bad[:3]}); "
-            "use the preset and --set overrides the file was trained with (see `rill info FILE`)"
-        )
-    model.net.load_state_dict(theirs, strict=not fresh)
-    return fresh
-
-
 def train(
     config: TrainConfig, *, resume: bool | str | Path = False, overwrite: bool = False, progress: bool = True
 ) -> Path:
@@ -346,10 +323,13 @@ def train(
     if bank is not None:  # record the encoder's full spec (not just its name) in every file written
         model.config.text_encoder = dict(model.load_text_encoder().spec)
     if cfg.init_from and ckpt is None:  # a resumed run's checkpoint already holds the (trained) weights
-        fresh = _warm_start(model, cfg.init_from)
+        fresh = warm_start(model.net, cfg.init_from)
         if fresh:
-            acc.print(f"note: --init-from {cfg.init_from}: {len(fresh)} add-on tensors start fresh "
-                      f"(output-neutral: {ADD_ON_MODULES[0].rstrip('.')})")
+            modules = ", ".join(sorted({k.split(".")[0] for k in fresh}))
+            acc.print(
+                f"note: --init-from {cfg.init_from}: {len(fresh)} tensors of {modules} start fresh "
+                "(zero-initialised add-on: output-neutral)"
+            )
     opt = torch.optim.AdamW(model.net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     halflife = None if cfg.ema_decay is not None else cfg.ema_halflife_images
     ema = EMA(model.net, cfg.ema_decay, halflife, cfg.ema_rampup)
