@@ -1,7 +1,11 @@
 """Design the budget table of sampler "auto" on trained networks that the sampler benchmark never judges.
 
-    python -m benchmarks.design_samplers_nets --checkpoint emoji-a=runs/emoji-a/model.safetensors \\
-        --checkpoint emoji-edm8=runs/cmp/unet-edm [--guidance 1,3] [--nfes 8,10,12,16,20,25]
+    python -m benchmarks.design_samplers_nets --checkpoint digits-s1=runs/design/digits-s1/model.safetensors \
+        --checkpoint shapes-s1=runs/design/shapes-s1/model.safetensors [--guidance 1,3] [--nfes 8,10,12,16,25]
+
+The design nets of session 10 (recipes/design_nets.md): a digits model and a shapes model trained with seed 1
+for 6 and 14 minutes, and an early EMA checkpoint of an emoji run — never the bundled models the benchmark
+judges.
 
 For each design net, guidance w and NFE: the RMS endpoint error in pixels of each candidate (sampler,
 options, grid) against the converged reference of the same guided PF-ODE (benchmarks/samplers_nets.Case:
@@ -39,14 +43,31 @@ DESIGN_PROMPTS = {
     ],
 }
 DESIGN_SEEDS = range(2000, 2002)
-# (label, sampler, options, grid): auto's current rows (they differ with guidance) and the Karras solvers
+# (label, sampler, options, grid): auto's rows (they differ with guidance) on the rill-nets grid blended with
+# the Karras grid by a share s (rill.core.designed_grid.NET_KARRAS_SHARE; s = 1 is the Karras grid), and the
+# Karras solvers a user would otherwise pick
+SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 CANDIDATES = {
-    "auto (unguided row)": ("unipc", {"order": 3, "variant": "bh1"}, "rill-nets"),
-    "auto (guided row)": ("unipc", {"order": 2, "variant": "bh2"}, "rill-nets"),
+    "auto (the shipped table)": ("auto", {}, None),
+    **{f"UniPC-3 bh1, Karras share {s:g}": ("unipc", {"order": 3, "variant": "bh1"}, ("rill-nets", s))
+       for s in SHARES},
+    **{f"UniPC-2 bh2, Karras share {s:g}": ("unipc", {"order": 2, "variant": "bh2"}, ("rill-nets", s))
+       for s in SHARES},
     "DPM++ 2M Karras": ("dpmpp_2m", {}, "karras"),
     "UniPC-3 Karras": ("unipc", {"order": 3}, "karras"),
-    "UniPC-2 bh2 Karras": ("unipc", {"order": 2, "variant": "bh2"}, "karras"),
-}
+}  # fmt: skip
+
+
+def grid_for(grid, sampler: str, options: dict, nfe: int):
+    """A grid name (or None) as is; ("rill-nets", share) as the σ tensor of the steps that fit nfe (σ 80 →
+    0.002; the rows of rill.core.designed_grid.NET_ROWS)."""
+    if grid is None or isinstance(grid, str):
+        return grid
+    from rill.core.grids import make_grid
+    from rill.samplers.budget import steps_for
+
+    name, share = grid
+    return make_grid(name, steps_for(sampler, nfe, options), 0.002, 80.0, karras_share=share)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             ref = case.reference(80.0)
             for label, (sampler, options, grid) in CANDIDATES.items():
                 for nfe in nfes:
-                    err[w, nfe, name, label] = rms(run_rill(case, sampler, options, grid, nfe), ref)
+                    x = run_rill(case, sampler, options, grid_for(grid, sampler, options, nfe), nfe)
+                    err[w, nfe, name, label] = rms(x, ref)
                 row = " ".join(f"{err[w, n, name, label]:.4f}" for n in nfes)
                 print(f"{name} w={w:g} {label}: {row}", flush=True)
     flags = " ".join(f"--checkpoint {k}={v}" for k, v in paths.items())

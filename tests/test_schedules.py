@@ -171,6 +171,21 @@ def test_karras_rho_against_hand_computed_values():
     assert karras(3, 1.0, 5.0, rho=1.0).tolist() == pytest.approx([5.0, 3.0, 1.0, 0.0], rel=1e-12)
 
 
+@pytest.mark.parametrize("n", [5, 12, 20])
+def test_rill_nets_karras_share_blends_in_log_sigma(n):
+    lo, hi = 0.002, 80.0
+    rill_only = make_grid("rill-nets", n, lo, hi, karras_share=0.0)
+    torch.testing.assert_close(
+        make_grid("rill-nets", n, lo, hi, karras_share=1.0), karras(n, lo, hi), rtol=1e-12, atol=0
+    )
+    half = make_grid("rill-nets", n, lo, hi, karras_share=0.5)  # the geometric mean, knot by knot
+    torch.testing.assert_close(
+        half[:-1], (rill_only[:-1] * karras(n, lo, hi)[:-1]).sqrt(), rtol=1e-12, atol=0
+    )
+    with pytest.raises(ValueError, match="karras_share must lie in"):
+        make_grid("rill-nets", n, lo, hi, karras_share=1.5)
+
+
 def test_log_uniform_grids_agree():
     e = exponential(6, 0.01, 10.0)
     torch.testing.assert_close(e, logsnr_uniform(6, 0.01, 10.0), rtol=1e-12, atol=0)

@@ -21,8 +21,8 @@ from torch import Tensor
 
 from .sigma import SIGMA_MAX, SIGMA_MIN, append_zero, check_grid_args
 
-__all__ = ["KNOTS", "DESIGNED_FOR", "NET_ROWS", "rill_grid", "rill_nets_grid", "knots_for", "net_knots_for",
-           "resample_row"]  # fmt: skip
+__all__ = ["KNOTS", "DESIGNED_FOR", "NET_ROWS", "NET_KARRAS_SHARE", "rill_grid", "rill_nets_grid",
+           "knots_for", "net_knots_for", "karras_knots", "resample_row"]  # fmt: skip
 
 DESIGNED_FOR = ("unipc", {"order": 3, "variant": "bh1"})  # the solver the knots were optimised for
 # n -> (u_1, …, u_{n−1}) as printed by benchmarks/design_grid.py (σ range 0.002–80 during the design; the
@@ -72,24 +72,52 @@ def knots_for(n: int) -> np.ndarray:
 
 
 # The "rill-nets" grid (sampler auto's): the same table, except that on trained networks these budgets use
-# the row of a smaller n stretched to n knots (n -> the row used). Chosen on the bundled digits model (w = 3),
-# checked on the shapes model and digits w = 1 (benchmarks/results/samplers_nets.md; docs/samplers.md).
-NET_ROWS: dict[int, int] = {7: 6, 8: 6, 9: 6}
+# the row of a smaller n stretched to n knots (n -> the row used): row 6 for 7–9 (chosen on the bundled digits
+# model, w = 3) and row 8 from 12 on (chosen on design nets, session 10; docs/samplers.md has the numbers).
+NET_ROWS: dict[int, int] = {7: 6, 8: 6, 9: 6, **{n: 8 for n in range(12, 45)}}
+# n >= key -> share s of the Karras grid (ρ = 7) in the rill-nets knots, u = (1 − s)·u_rill + s·u_karras. The
+# mixture-designed rows stop short of σ_min and bunch their steps mid-range; on trained 32×32 nets that costs
+# detail from about 10 calls on (bundled shapes, w = 1, 20 calls: 0.110 px; DPM++ 2M Karras: 0.015).
+# Chosen on design nets the benchmark never judges (benchmarks/results/design_samplers_nets.md), kept small
+# enough that auto stays monotone on the exact mixture, where a larger share costs accuracy.
+NET_KARRAS_SHARE: dict[int, float] = {1: 0.0, 12: 0.25, 20: 0.375, 25: 0.5}
 
 
-def net_knots_for(n: int) -> np.ndarray:
-    """Knots of the "rill-nets" grid: NET_ROWS' row stretched where listed, else knots_for(n)."""
-    return resample_row(KNOTS[NET_ROWS[n]], n) if n in NET_ROWS else knots_for(n)
+def karras_knots(
+    n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = 7.0
+) -> np.ndarray:
+    """EDM's grid (Eq. 5, σ_min … σ_max, ρ) as knots u_0 = 0, …, u_{n−1} = 1 in normalised log σ."""
+    ramp = np.linspace(0, 1, n) if n > 1 else np.zeros(1)
+    hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    sig = (hi + ramp * (lo - hi)) ** rho
+    return np.log(sigma_max / sig) / np.log(sigma_max / sigma_min)
+
+
+def net_knots_for(
+    n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, karras_share: float | None = None
+) -> np.ndarray:
+    """Knots of the "rill-nets" grid: NET_ROWS' row stretched where listed, else knots_for(n), blended with
+    the Karras knots by karras_share (default: NET_KARRAS_SHARE for this n)."""
+    u = resample_row(KNOTS[NET_ROWS[n]], n) if n in NET_ROWS else knots_for(n)
+    if karras_share is None:
+        karras_share = NET_KARRAS_SHARE[max(k for k in NET_KARRAS_SHARE if k <= n)]
+    if not 0.0 <= karras_share <= 1.0:
+        raise ValueError(f"karras_share must lie in [0, 1] (0: rill's knots, 1: Karras), got {karras_share}")
+    if karras_share == 0.0:
+        return u
+    return (1 - karras_share) * u + karras_share * karras_knots(n, sigma_min, sigma_max)
 
 
 def _grid(u: np.ndarray, sigma_min: float, sigma_max: float) -> Tensor:
     return append_zero(sigma_max * (sigma_min / sigma_max) ** torch.from_numpy(u))
 
 
-def rill_nets_grid(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> Tensor:
-    """The grid sampler auto uses on trained networks (NET_ROWS), float64, length n + 1."""
+def rill_nets_grid(
+    n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, karras_share: float | None = None
+) -> Tensor:
+    """The grid sampler auto uses on trained networks (NET_ROWS, NET_KARRAS_SHARE), float64, length n + 1."""
     check_grid_args(n, sigma_min, sigma_max)
-    return _grid(net_knots_for(int(n)), sigma_min, sigma_max)
+    return _grid(net_knots_for(int(n), sigma_min, sigma_max, karras_share), sigma_min, sigma_max)
 
 
 def rill_grid(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> Tensor:

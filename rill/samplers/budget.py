@@ -17,9 +17,13 @@ from .registry import INFO, get_sampler
 
 __all__ = ["AUTO", "AUTO_GUIDED", "DEFAULT_GRID", "sample", "sigmas_for", "steps_for", "resolve"]
 
-# nfe ≥ key → (sampler, options, grid), chosen from benchmarks/results/samplers.md (docs/samplers.md says why)
+# nfe ≥ key → (sampler, options, grid), chosen from benchmarks/results/samplers.md and, on trained nets,
+# benchmarks/results/design_samplers_nets.md (docs/samplers.md says why). From 12 calls the grid blends in the
+# Karras grid (rill.core.designed_grid.NET_KARRAS_SHARE) and UniPC-2 bh2 beats the third-order bh1 predictor
+# on the 32×32 nets (design nets; held out: the bundled shapes, digits and emoji models).
 AUTO: dict[int, tuple[str, dict, str]] = {
     1: ("unipc", {"order": 3, "variant": "bh1"}, "rill-nets"),
+    12: ("unipc", {"order": 2, "variant": "bh2"}, "rill-nets"),
     45: ("unipc", {"order": 3}, "karras"),
 }
 # with classifier-free guidance (w != 1): UniPC-2 bh2 on the same grid. The guided ODE is stiffer and the
