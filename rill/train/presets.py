@@ -37,18 +37,19 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         ),
     ),
     # 32×32 Noto Color Emoji with CLDR captions (rill.data.emoji), the train split (held-out pairs kept out).
-    # The shapes U-Net layout with EDM: ~4× the training images/s of DiT tiny on a CPU, and flow matching
-    # costs the same but was not measured better (benchmarks/results/emoji_recipes.md, recipes/emoji.md).
+    # The shapes U-Net layout with its full-resolution refinement head, trained with flow matching on
+    # subject-balanced data (rare subjects' items repeated to 6): the bundled model's recipe, emoji-flow3 in
+    # recipes/emoji.md (subject 99% against EDM's 26%; benchmarks/results/emoji_recipes.md has EDM vs flow).
     "emoji": dict(
-        data="emoji", data_kwargs={"split": "train"}, steps=200_000, batch_size=128, lr=2e-3,
-        warmup_steps=200, ema_halflife_images=50_000, sample_every=2000, checkpoint_every=250,
-        out_dir="runs/emoji",
+        data="emoji", data_kwargs={"split": "train", "min_per_subject": 6}, steps=200_000, batch_size=128,
+        lr=2e-3, warmup_steps=200, lr_schedule="wsd", cooldown_fraction=0.3, ema_halflife_images=50_000,
+        sample_every=2000, checkpoint_every=250, out_dir="runs/emoji",
         model=dict(
             net="unet2d", net_preset="small", shape=(3, 32, 32), text_encoder="minilm", dataset="emoji",
-            parametrisation="edm",
+            parametrisation="flow",
             net_overrides={"patch_size": 4, "channels": 48, "channel_mult": (1, 2), "num_res_blocks": 1,
-                           "attn_resolutions": (), "cross_attn_resolutions": (8, 4)},
-            guidance=3.0,
+                           "attn_resolutions": (), "cross_attn_resolutions": (8, 4), "refine_channels": 32},
+            guidance=2.0,
         ),
     ),
     # 2D point clouds, unconditional residual MLP
