@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .sigma import SIGMA_MAX, SIGMA_MIN, append_zero, check_grid_args
+from .sigma import SIGMA_MAX, SIGMA_MIN, append_zero, check_grid_args, karras_ramp
 
 __all__ = ["KNOTS", "DESIGNED_FOR", "NET_ROWS", "NET_KARRAS_SHARE", "rill_grid", "rill_nets_grid",
            "knots_for", "net_knots_for", "karras_knots", "resample_row"]  # fmt: skip
@@ -86,10 +86,8 @@ NET_KARRAS_SHARE: dict[int, float] = {1: 0.0, 12: 0.25, 20: 0.375, 25: 0.5}
 def karras_knots(
     n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = 7.0
 ) -> np.ndarray:
-    """EDM's grid (Eq. 5, σ_min … σ_max, ρ) as knots u_0 = 0, …, u_{n−1} = 1 in normalised log σ."""
-    ramp = np.linspace(0, 1, n) if n > 1 else np.zeros(1)
-    hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
-    sig = (hi + ramp * (lo - hi)) ** rho
+    """EDM's grid (rill.core.grids.karras) as knots u_0 = 0, …, u_{n−1} = 1 in normalised log σ."""
+    sig = karras_ramp(np.linspace(0, 1, n) if n > 1 else np.zeros(1), sigma_min, sigma_max, rho)
     return np.log(sigma_max / sig) / np.log(sigma_max / sigma_min)
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .designed_grid import rill_grid, rill_nets_grid
 from .schedules import VPSchedule
-from .sigma import SIGMA_MAX, SIGMA_MIN, append_zero, check_grid_args, logsnr_to_sigma
+from .sigma import SIGMA_MAX, SIGMA_MIN, append_zero, check_grid_args, karras_ramp, logsnr_to_sigma
 
 __all__ = ["GRIDS", "make_grid", "karras", "exponential", "logsnr_uniform", "polyexponential", "vp_timesteps",
            "rill_grid"]  # fmt: skip
@@ -25,8 +25,7 @@ def karras(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, r
     """EDM Eq. 5: σ_i = (σ_max^(1/ρ) + i/(n−1)·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ, then 0."""
     check_grid_args(n, sigma_min, sigma_max)
     ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return append_zero((hi + ramp * (lo - hi)) ** rho)
+    return append_zero(karras_ramp(ramp, sigma_min, sigma_max, rho))
 
 
 def exponential(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> Tensor:

@@ -24,6 +24,7 @@ __all__ = [
     "logsnr_to_sigma",
     "half_logsnr",
     "append_zero",
+    "karras_ramp",
 ]
 
 SIGMA_MIN = 0.002  # EDM's sampling range (Karras et al. 2022, Table 1)
@@ -66,6 +67,12 @@ def half_logsnr(sigma: float) -> float:
 
 def logsnr_to_sigma(logsnr: Tensor) -> Tensor:
     return torch.exp(-0.5 * logsnr)
+
+
+def karras_ramp(ramp, sigma_min: float, sigma_max: float, rho: float):
+    """EDM Eq. 5 at ramp ∈ [0, 1] (tensor or array): (σ_max^(1/ρ) + ramp·(σ_min^(1/ρ) − σ_max^(1/ρ)))^ρ."""
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
 
 
 def append_zero(s: Tensor) -> Tensor:
