@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -103,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         "the model's default",
     )
     p.add_argument(
+        "--sweep-intervals",
+        default=None,
+        metavar="all,LO-HI,...",
+        help="with --sweep: also try each guidance only for σ in [LO, HI] (Kynkäänniemi et al. 2024); 'all' "
+        "is guidance at every σ, e.g. all,0-1,0.1-2",
+    )
+    p.add_argument(
+        "--guidance-interval",
+        default=None,
+        metavar="LO-HI",
+        help="guidance only for σ in [LO, HI] in the test evaluation (default: the model's; 'all' = every σ)",
+    )
+    p.add_argument(
         "--write-default",
         default=None,
         metavar="OUT",
@@ -112,25 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _setting_text(w: float, interval: Any) -> str:
+    return f"{w:g}" + (f" for σ in [{interval[0]:g}, {interval[1]:g}]" if interval is not None else "")
+
+
 def _guidance_line(model: Any, rows: dict | None) -> str:
     """The model's default guidance next to the sweep's best (run now, else the one the file records)."""
-    from .guidance import choose_guidance, stored_sweep
+    from .guidance import choose_setting, parse_setting, stored_sweep
 
-    default = model.config.guidance
+    default = _setting_text(model.config.guidance, model.config.guidance_interval)
     where = "this sweep (validation set)"
     if rows is None:
         stored = stored_sweep(model)
         if not stored or not stored.get("rows"):
-            return f"guidance: default {default:g} (the file records no sweep; try --sweep 1,1.5,2,3)"
+            return f"guidance: default {default} (the file records no sweep; try --sweep 1,1.5,2,3)"
         rows, where = stored["rows"], "the sweep recorded in the file (validation set)"
-    best = choose_guidance(rows)
-    r = {float(k): v for k, v in rows.items()}[best]
-    table = ", ".join(
-        f"w={float(w):g}: FD {v['fd']:.2f} / {100 * v['adherence']:.1f}%" for w, v in rows.items()
-    )
+    best = choose_setting(rows)
+    r = rows[best]
+    table = ", ".join(f"w={k}: FD {v['fd']:.2f} / {100 * v['adherence']:.1f}%" for k, v in rows.items())
     return (
-        f"guidance: default {default:g}; best of {where}: {best:g} (FD {r['fd']:.2f}, adherence "
-        f"{100 * r['adherence']:.1f}%) [{table}]"
+        f"guidance: default {default}; best of {where}: {_setting_text(*parse_setting(best))} (FD "
+        f"{r['fd']:.2f}, adherence {100 * r['adherence']:.1f}%) [{table}]"
     )
 
 
@@ -189,6 +205,14 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
     if prompts is not None and dataset == "shapes":
         check_prompts(dataset, prompts, args.prompts)
     n = args.n or DEFAULT_N[dataset]
+    interval = None
+    if args.guidance_interval:
+        from .guidance import parse_intervals
+
+        (interval,) = parse_intervals(args.guidance_interval) or [None]
+        interval = interval or (0.0, math.inf)  # 'all': every σ, whatever the model's default
+    if args.sweep_intervals and not args.sweep:
+        raise ValueError("--sweep-intervals needs --sweep W1,W2,... (the guidances to try in each interval)")
     result = evaluate_model(
         model,
         dataset,
@@ -197,6 +221,7 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
         nfe=args.nfe,
         sampler=args.sampler,
         guidance=args.guidance,
+        guidance_interval=interval,
         seed=args.seed,
         features=args.features,
         cache=args.cache,
@@ -206,13 +231,20 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
     )
     rows = None
     if args.sweep:
-        from .guidance import VALIDATION_SEED, choose_guidance, guidance_sweep, validation_prompts
+        from .guidance import (
+            VALIDATION_SEED,
+            choose_setting,
+            guidance_sweep,
+            parse_intervals,
+            validation_prompts,
+        )
 
         ws = [float(w) for w in args.sweep.split(",") if w.strip()]
-        rows = guidance_sweep(model, dataset, ws, nfe=args.nfe, sampler=args.sampler)
+        intervals = parse_intervals(args.sweep_intervals) if args.sweep_intervals else None
+        rows = guidance_sweep(model, dataset, ws, intervals=intervals, nfe=args.nfe, sampler=args.sampler)
         result["guidance_sweep"] = {
             "rows": {str(w): r for w, r in rows.items()},
-            "chosen": choose_guidance(rows),
+            "chosen": choose_setting(rows),
             "seed": VALIDATION_SEED,
             "prompts": validation_prompts(dataset),
         }
@@ -227,8 +259,11 @@ def main_eval(argv: list[str] | argparse.Namespace | None = None) -> int:
         sweep = result["guidance_sweep"]
         src = _model_path(args.checkpoint)
         facts = dict(seed=sweep["seed"], prompts=sweep["prompts"], nfe=args.nfe, sampler=args.sampler)
-        dst = write_default_guidance(src, args.write_default, sweep["chosen"], rows, **facts)
-        print(f"wrote {dst} (default guidance {sweep['chosen']:g}; {src} is unchanged)")
+        from .guidance import parse_setting
+
+        w, span = parse_setting(sweep["chosen"])
+        dst = write_default_guidance(src, args.write_default, w, rows, span, **facts)
+        print(f"wrote {dst} (default guidance {_setting_text(w, span)}; {src} is unchanged)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(to_jsonable(result), indent=2) + "\n")

@@ -96,6 +96,7 @@ def evaluate_emoji(
     nfe: int = 16,
     sampler: str = "auto",
     guidance: float | None = None,
+    guidance_interval: tuple[float, float] | None = None,
     seed: int = 0,
     cache: str | None = None,
     batch_size: int = 128,
@@ -118,8 +119,8 @@ def evaluate_emoji(
     prompts = sweep_prompts()
 
     def gen(ps: list[str], k: int, s: int) -> Tensor:
-        return generate(model, ps, n=k, nfe=nfe, sampler=sampler, guidance=guidance, seed=s,
-                        batch_size=batch_size)  # fmt: skip
+        return generate(model, ps, n=k, nfe=nfe, sampler=sampler, guidance=guidance,
+                        guidance_interval=guidance_interval, seed=s, batch_size=batch_size)  # fmt: skip
 
     t_gen = time.time()
     images = gen(prompts, n, seed)  # (P·n, 3, 32, 32), prompt-major
@@ -159,6 +160,7 @@ def evaluate_emoji(
         "nfe": nfe,
         "sampler": sampler,
         "guidance": guidance if guidance is not None else getattr(model.config, "guidance", None),
+        "guidance_interval": guidance_interval or getattr(model.config, "guidance_interval", None),
         "seed": seed,
         "features": "rill-emoji-cnn",
         "targets": targets,

@@ -196,6 +196,7 @@ def evaluate_model(
     nfe: int = 16,
     sampler: str = "auto",
     guidance: float | None = None,
+    guidance_interval: tuple[float, float] | None = None,
     seed: int = 0,
     features: Any = "classifier",
     cache: str | None = None,
@@ -216,8 +217,8 @@ def evaluate_model(
         if given := [k for k, v in extra.items() if v]:
             raise ValueError(f"rill eval emoji uses its own prompts and judges; drop {', '.join(given)}")
         return evaluate_emoji(
-            model, n=n, nfe=nfe, sampler=sampler, guidance=guidance, seed=seed, cache=cache,
-            batch_size=batch_size, log=log,
+            model, n=n, nfe=nfe, sampler=sampler, guidance=guidance, guidance_interval=guidance_interval,
+            seed=seed, cache=cache, batch_size=batch_size, log=log,
         )  # fmt: skip
 
     prompts = list(prompts) if prompts is not None else default_prompts(dataset)
@@ -226,8 +227,9 @@ def evaluate_model(
         raise ValueError(f"n (images per prompt) must be >= 2 for diversity and the Gaussian fits, got {n}")
     t0 = time.time()
     images = generate(
-        model, prompts, n=n, nfe=nfe, sampler=sampler, guidance=guidance, seed=seed, batch_size=batch_size
-    )  # (P·n, C, H, W), prompt-major
+        model, prompts, n=n, nfe=nfe, sampler=sampler, guidance=guidance, guidance_interval=guidance_interval,
+        seed=seed, batch_size=batch_size,
+    )  # (P·n, C, H, W), prompt-major  # fmt: skip
     t_gen = time.time() - t0
     if log:
         print(f"rill eval: generated {len(images)} images ({len(prompts)} prompts x {n}) in {t_gen:.0f}s")
@@ -247,6 +249,7 @@ def evaluate_model(
         "nfe": nfe,
         "sampler": sampler,
         "guidance": guidance if guidance is not None else getattr(model.config, "guidance", None),
+        "guidance_interval": guidance_interval or getattr(model.config, "guidance_interval", None),
         "seed": seed,
         "features": feat_name,
         "feature_dim": int(f_gen.shape[1]),

@@ -21,6 +21,7 @@ from torch import Tensor
 from ..core.checks import check_int, check_positive_int
 from ..core.guidance import CFGDenoiser
 from ..core.sigma import SIGMA_MAX, SIGMA_MIN, check_sigma_range
+from ..model.config import check_guidance_interval
 from ..samplers import sample
 from .plans import plan_for
 
@@ -126,9 +127,17 @@ def repeat_cond(cond: dict[str, Tensor] | None, index: Tensor) -> dict[str, Tens
     return None if cond is None else {k: v.index_select(0, index.to(v.device)) for k, v in cond.items()}
 
 
-def guided_denoiser(model: Any, prompts: list[str], negative: str, guidance: float, device: torch.device):
+def guided_denoiser(
+    model: Any,
+    prompts: list[str],
+    negative: str,
+    guidance: float,
+    device: torch.device,
+    interval: tuple[float, float] | None = None,
+):
     """(denoiser, cond) for `prompts`: classifier-free guidance with `negative` as the unconditional branch
     (Ho & Salimans 2022, Eq. 6), or the model's own denoiser when w = 1 or the model is unconditional.
+    Guidance acts for σ in `interval` (None: the model's config.guidance_interval, else every σ).
     cond has one row per prompt (None for an unconditional model)."""
     cond = encode_prompts(model, prompts, device)  # (P, ...) or None
     uncond = (
@@ -136,7 +145,9 @@ def guided_denoiser(model: Any, prompts: list[str], negative: str, guidance: flo
     )
     if uncond is None:
         return model.denoiser, cond
-    return CFGDenoiser(model.denoiser, uncond, scale=float(guidance)), cond
+    span = interval if interval is not None else config_value(model, "guidance_interval")
+    span = (0.0, math.inf) if span is None else check_guidance_interval(span)
+    return CFGDenoiser(model.denoiser, uncond, scale=float(guidance), interval=span), cond
 
 
 @torch.no_grad()
@@ -149,6 +160,7 @@ def generate(
     nfe: int = DEFAULT_NFE,
     sampler: str = "auto",
     guidance: float | None = None,
+    guidance_interval: tuple[float, float] | None = None,
     seed: int = 0,
     sigma_min: float | None = None,
     sigma_max: float | None = None,
@@ -169,6 +181,8 @@ def generate(
         model's unconditional embedding.
     guidance: w in D_∅ + w·(D_c − D_∅) (Ho & Salimans 2022, Eq. 6); 1 = no guidance; None = the model's
         recommended value (config.guidance) or 2.0.
+    guidance_interval: (lo, hi), guidance only for σ in [lo, hi], the conditional prediction elsewhere
+        (Kynkäänniemi et al. 2024); None = the model's config.guidance_interval (None there: every σ).
     seed: image j of each prompt uses seed + j (see the module docstring).
     nfe, sampler, sigma_min, sigma_max: passed to `rill.sample` (σ range default: the model's config).
     callback(step, x, sigma, x0_hat): called by the sampler at every step (first chunk of `batch_size` only).
@@ -221,7 +235,7 @@ def generate(
         )
 
     with eval_mode(model):
-        denoiser, cond = guided_denoiser(model, prompts, negative, float(w), dev)
+        denoiser, cond = guided_denoiser(model, prompts, negative, float(w), dev, guidance_interval)
         guided = isinstance(denoiser, CFGDenoiser)  # auto then uses rill.samplers.AUTO_GUIDED
         if wrap is not None:
             denoiser = wrap(denoiser)

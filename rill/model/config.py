@@ -18,7 +18,7 @@ from ..core.parametrisations import ParamSettings, get_parametrisation
 from ..nets import NETS
 
 __all__ = ["ModelConfig", "model_config_from_dict", "config_to_dict", "config_to_json", "apply_overrides",
-           "field_names"]  # fmt: skip
+           "field_names", "check_guidance_interval"]  # fmt: skip
 
 
 @dataclass
@@ -44,6 +44,8 @@ class ModelConfig:
     sigma_min: float | None = None  # recommended sampling range; None = 0.002 / 80 (edm) or the VP schedule's
     sigma_max: float | None = None
     guidance: float = 2.0  # recommended classifier-free guidance scale
+    # the σ range [lo, hi] where that guidance acts (Kynkäänniemi et al. 2024); None = every σ
+    guidance_interval: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(s) for s in self.shape)
@@ -58,6 +60,9 @@ class ModelConfig:
             raise ValueError(f"model.vp_timesteps must be an integer >= 2, got {self.vp_timesteps!r}")
         if not isinstance(self.net_overrides, dict):
             raise ValueError(f"model.net_overrides must be a dict, got {type(self.net_overrides).__name__}")
+        if self.guidance_interval is not None:
+            name = "model.guidance_interval"
+            self.guidance_interval = check_guidance_interval(self.guidance_interval, name)
         if self.sigma_min is None or self.sigma_max is None:
             lo, hi = self._default_sigma_range()
             self.sigma_min = lo if self.sigma_min is None else self.sigma_min
@@ -75,6 +80,17 @@ class ModelConfig:
 
     def _default_sigma_range(self) -> tuple[float, float]:
         return get_parametrisation(self.parametrisation).sigma_range(self.param_settings())
+
+
+def check_guidance_interval(interval: Any, name: str = "guidance interval") -> tuple[float, float]:
+    """(lo, hi) as floats, 0 <= lo < hi (hi may be inf), else a ValueError naming `name`."""
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers [lo, hi] (σ values), got {interval!r}") from None
+    if not 0.0 <= lo < hi:
+        raise ValueError(f"{name} must satisfy 0 <= lo < hi (σ values), got [{lo:g}, {hi:g}]")
+    return lo, hi
 
 
 def field_names(cls: type) -> list[str]:
