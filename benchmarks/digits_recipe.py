@@ -10,7 +10,8 @@ Validation: the ten prompts "the number <word>" (a caption template; the test se
 benchmarks/train_vs_diffusers.py is "a handwritten digit <k>" with seeds from 0), 30 images each from seed
 10,000, NFE 16, sampler auto, guidance 1 / 1.5 / 2 / 3; FD against the "train" split with rill's feature CNN,
 adherence read by the judge fitted on the held-out digits. The score of a variant is its FD at its best
-guidance among those with adherence >= 0.98 (rill.eval.guidance.choose_guidance).
+guidance among those with adherence >= 0.98 (rill.eval.guidance.choose_setting); from the p-* rows on, the
+sweep also tries w = 1.5 and 2 only for σ <= 0.5 (the guidance interval).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
 GUIDANCES = (1.0, 1.5, 2.0)
+INTERVALS = (None, (0.0, 0.5))  # guidance at every σ, and only for σ <= 0.5 (benchmarks/guidance_interval.py)
 
 # dotted overrides of the `digits` preset
 VARIANTS: dict[str, dict] = {
@@ -58,13 +60,24 @@ VARIANTS: dict[str, dict] = {
     "w50-c16-b64-ramp0.15": {"lr_schedule": "wsd", "cooldown_fraction": 0.3, "warmup_steps": 50,
                              "batch_size": 64, "lr": 3e-3, "model.net_overrides.channels": 16,
                              "ema_rampup": 0.15},
+    # on the shipped preset (the last row above), for 10-minute budgets: regularisation against 430 epochs
+    "p-drop0.1": {"model.net_overrides.dropout": 0.1},
+    "p-drop0.2": {"model.net_overrides.dropout": 0.2},
+    "p-ema150k": {"ema_halflife_images": 150_000},
+    "p-c24": {"model.net_overrides.channels": 24},
+    "p-b128": {"batch_size": 128},
+    "p-lr2e-3": {"lr": 2e-3},
+    "p-wd0.1": {"weight_decay": 0.1},
+    "p-cool0.5": {"cooldown_fraction": 0.5},
+    "p-c24-drop0.1": {"model.net_overrides.channels": 24, "model.net_overrides.dropout": 0.1},
+    "p-c32": {"model.net_overrides.channels": 32},
 }  # fmt: skip
 
 
-def validate(model, guidances=GUIDANCES) -> dict:
+def validate(model, guidances=GUIDANCES, intervals=INTERVALS) -> dict:
     from rill.eval.guidance import guidance_sweep
 
-    return guidance_sweep(model, "digits", guidances, log=False)
+    return guidance_sweep(model, "digits", guidances, intervals=list(intervals), log=False)
 
 
 def run_variant(name: str, steps: int | None, minutes: float | None, seed: int) -> dict:
@@ -84,9 +97,9 @@ def run_variant(name: str, steps: int | None, minutes: float | None, seed: int) 
     model = load_model(path)
     info = model.info or {}
     val = validate(model)
-    from rill.eval.guidance import choose_guidance
+    from rill.eval.guidance import choose_setting
 
-    best = choose_guidance(val)
+    best = choose_setting(val)
     return dict(variant=name, overrides=over, steps=info.get("step"), images=info.get("images_seen"),
                 train_s=info.get("wall_time"), wall_s=round(wall, 1), cpu_s=round(cpu, 1),
                 load=[round(l0, 2), round(os.getloadavg()[0], 2)], budget_steps=steps, budget_minutes=minutes,
@@ -95,20 +108,22 @@ def run_variant(name: str, steps: int | None, minutes: float | None, seed: int) 
 
 
 def table(path: Path) -> str:
+    from rill.eval.guidance import parse_setting, setting_key
+
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     about = __doc__.split("\n\n")[2].replace("\n", " ")
     lines = ["# digits recipe variants (validation set)", "",
              f"Written by `python benchmarks/digits_recipe.py --table` from digits_recipe.jsonl. {about}", "",
              "| variant | budget | steps | train s | CPU s | load (start / end) | FD w=1 | w=1.5 | w=2 | "
-             "w=3 | adherence w=1 / 1.5 | best w | best FD |",
-             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
+             "w=3 | w=2, σ ≤ 0.5 | adherence w=1 / 1.5 | best w | best FD |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
     for r in rows:
-        v = {float(k): x for k, x in r["val"].items()}
+        v = {setting_key(*parse_setting(k)): x for k, x in r["val"].items()}
         budget = f"{r['budget_steps']} steps" if r["budget_steps"] else f"{r['budget_minutes']} min"
         lines.append(
             f"| {r['variant']} | {budget} | {r['steps']} | {r['train_s']} | {r['cpu_s']} | "
             f"{r['load'][0]} / {r['load'][1]} | "
-            + " | ".join(f"{v[g]['fd']:.2f}" if g in v else "-" for g in (1.0, 1.5, 2.0, 3.0))
+            + " | ".join(f"{v[g]['fd']:.2f}" if g in v else "-" for g in (1.0, 1.5, 2.0, 3.0, "2@0-0.5"))
             + f" | {100 * v[1.0]['adherence']:.1f}% / {100 * v[1.5]['adherence']:.1f}% | "
             f"{r['best_guidance']} | **{r['best_fd']:.2f}** |"
         )

@@ -2,6 +2,8 @@
 text embeddings, same wall-clock budget on the same machine, evaluated with the same metrics at equal NFE.
 
     python benchmarks/train_vs_diffusers.py --minutes 4     # -> benchmarks/results/train_vs_diffusers.*
+    python benchmarks/train_vs_diffusers.py --data shapes --minutes 30 \
+        --out benchmarks/results/train_vs_diffusers_shapes_30min.md
 
 Peer recipe (diffusers' text-to-image training loop, sized down): ε-prediction MSE (Ho et al. 2020, Eq. 14) on
 DDPMScheduler's linear β schedule (1e-4 … 0.02, 1000 steps), t ~ U{0..999}, AdamW, linear warm-up then
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -38,11 +41,25 @@ from rill.core.schedules import VPSchedule  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
+# per dataset: rill's preset, one sample's shape, the peer's block widths (sized to rill's parameter count),
+# the evaluation's images per prompt and how the report names the data, the prompts and the adherence judge
+SETUPS = {
+    "digits": dict(shape=(1, 8, 8), widths=(24, 48), n=50, about='the 1438 digits of the "train" split',
+                   prompts='the 10 prompts "a handwritten digit k"',
+                   judge="adherence = RBF-SVM fitted only on the 359 held-out digits",
+                   floor="held-out digits vs the train split"),
+    "shapes": dict(shape=(3, 32, 32), widths=(32, 64, 96), n=16,
+                   about='the 20,000 scenes of the shapes "train" split (no held-out colour-shape pair)',
+                   prompts="rill eval's 36 shapes prompts (24 seen compositions, 12 naming a held-out pair)",
+                   judge="adherence = colour and shape of every named object read by rill's shapes judge",
+                   floor="two independent renders of the prompts' scenes"),
+}  # fmt: skip
 
-def peer_unet(sample_size: int = 8, channels: int = 1, widths: tuple[int, ...] = (24, 48)) -> nn.Module:
+
+def peer_unet(shape: tuple[int, ...] = (1, 8, 8), widths: tuple[int, ...] = (24, 48)) -> nn.Module:
     from diffusers import UNet2DConditionModel
 
-    n = len(widths)
+    n, (channels, sample_size) = len(widths), shape[:2]
     return UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=channels,
@@ -84,7 +101,7 @@ class CaptionBank:
 class PeerModel(nn.Module):
     """The diffusers ε-UNet seen through rill's σ contract, with what rill.generate needs."""
 
-    def __init__(self, unet: nn.Module, encoder, guidance: float = 3.0, shape=(1, 8, 8)):
+    def __init__(self, unet: nn.Module, encoder, guidance: float = 3.0, shape=(1, 8, 8), dataset="digits"):
         super().__init__()
         self.unet, self.encoder = unet, encoder
         self.schedule = VPSchedule.make("linear", 1000)  # = DDPMScheduler(beta_schedule="linear") defaults
@@ -94,7 +111,7 @@ class PeerModel(nn.Module):
             sigma_min=float(sig[0]),
             sigma_max=float(sig[-1]),
             guidance=guidance,
-            dataset="digits",
+            dataset=dataset,
         )
         object.__setattr__(self, "_den", VPAdapter(self._eps, self.schedule, "epsilon"))
 
@@ -111,14 +128,21 @@ class PeerModel(nn.Module):
 
 
 def peer_stepper(
-    bank: CaptionBank, images: Tensor, captions: list[str], batch_size: int, lr: float, warmup: int, seed: int
+    bank: CaptionBank,
+    images: Tensor,
+    captions: list[str],
+    batch_size: int,
+    lr: float,
+    warmup: int,
+    seed: int,
+    widths: tuple[int, ...] = (24, 48),
 ):
     """One diffusers-style ε-prediction training step per call; `finish()` returns the EMA UNet."""
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
 
     torch.manual_seed(seed)
-    unet = peer_unet().train()
+    unet = peer_unet(tuple(images.shape[1:]), widths).train()
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     ema = EMAModel(unet.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
@@ -161,16 +185,22 @@ def peer_stepper(
 
 
 def rill_stepper(
-    bank: CaptionBank, images: Tensor, captions: list[str], minutes: float, seed: int, batch_size: int | None
+    bank: CaptionBank,
+    images: Tensor,
+    captions: list[str],
+    minutes: float,
+    seed: int,
+    batch_size: int | None,
+    preset: str = "digits",
 ):
-    """rill's digits recipe, one step per call: the preset's TrainConfig (its batch size unless given) with
+    """rill's `preset` recipe, one step per call: the preset's TrainConfig (its batch size unless given) with
     `minutes` as the budget, through the calls rill.train makes (DiffusionModel.loss = EDM loss, AdamW, the
     schedule via rill.train.lr_factor with the seconds this side has used, grad clipping, rill.ema.EMA)."""
     from rill.model import DiffusionModel
     from rill.train import lr_factor, train_preset
     from rill.train.ema import EMA
 
-    cfg = train_preset("digits", seed=seed, minutes=minutes, steps=None,
+    cfg = train_preset(preset, seed=seed, minutes=minutes, steps=None,
                        **({"batch_size": batch_size} if batch_size else {}))  # fmt: skip
     batch_size = cfg.batch_size
     torch.manual_seed(seed)
@@ -215,8 +245,19 @@ def rill_stepper(
             "steps": state["step"],
             "images": state["step"] * batch_size,
             "batch": batch_size,
-            "recipe": {k: getattr(cfg, k) for k in ("lr", "lr_schedule", "cooldown_fraction", "warmup_steps",
-                                                    "ema_halflife_images", "ema_rampup", "p_mean", "p_std")},
+            "recipe": {
+                k: getattr(cfg, k)
+                for k in (
+                    "lr",
+                    "lr_schedule",
+                    "cooldown_fraction",
+                    "warmup_steps",
+                    "ema_halflife_images",
+                    "ema_rampup",
+                    "p_mean",
+                    "p_std",
+                )
+            },
             "final_loss": sum(last) / max(1, len(last)),
             "params": sum(p.numel() for p in model.net.parameters()),
         }
@@ -224,17 +265,28 @@ def rill_stepper(
     return step, finish
 
 
-def train_interleaved(minutes: float, batch_size: int, lr: float, seed: int, rill_batch: int | None) -> dict:
-    """Both recipes in one loop: each call runs one step of whichever model has used less of its wall-clock
-    budget, so load from other processes on a shared machine falls on both alike."""
+def train_split(dataset: str) -> tuple[Tensor, list[str]]:
+    """(images (N, C, H, W) in [-1, 1], captions) of the dataset's "train" split, all in memory."""
     from rill.data import load_dataset
 
-    data = load_dataset("digits", split="train")
-    images, captions = data.images.float(), list(data.captions)
+    data = load_dataset(dataset, split="train")
+    if hasattr(data, "images"):
+        return data.images.float(), list(data.captions)
+    return torch.stack([data[i][0] for i in range(len(data))]).float(), list(data.captions)
+
+
+def train_interleaved(
+    minutes: float, batch_size: int, lr: float, seed: int, rill_batch: int | None, dataset: str = "digits"
+) -> dict:
+    """Both recipes in one loop: each call runs one step of whichever model has used less of its wall-clock
+    budget, so load from other processes on a shared machine falls on both alike."""
+    images, captions = train_split(dataset)
     bank = CaptionBank(captions)
     sides = {
-        "rill": rill_stepper(bank, images, captions, minutes, seed, rill_batch),
-        "diffusers": peer_stepper(bank, images, captions, batch_size, lr, 200, seed),
+        "rill": rill_stepper(bank, images, captions, minutes, seed, rill_batch, dataset),
+        "diffusers": peer_stepper(
+            bank, images, captions, batch_size, lr, 200, seed, SETUPS[dataset]["widths"]
+        ),
     }
     used = dict.fromkeys(sides, 0.0)
     budget = 60 * minutes
@@ -279,12 +331,15 @@ def train_sequential(minutes: float, batch_size: int, lr: float, work: Path, thr
 
 def write_markdown(res: dict, path: Path) -> None:
     r, p = res["rill"], res["diffusers"]
+    data = res.get("data", "digits")
+    setup = SETUPS[data]
     lines = [
         "# rill vs diffusers: same data, same text embeddings, same wall clock",
         "",
         f"Written by `python benchmarks/train_vs_diffusers.py --minutes {res['minutes']} "
-        f"--mode {res['mode']}` on {res['machine']}. "
-        f'Each model trained for {res["minutes"]} min of wall clock on the 1438 digits of the "train" split '
+        + (f"--data {data} " if data != "digits" else "")
+        + f"--mode {res['mode']}` on {res['machine']}. "
+        f"Each model trained for {res['minutes']} min of wall clock on {setup['about']} "
         f"(batch: rill {r.get('batch', res['batch_size'])}, diffusers {res['batch_size']}; {res['threads']} "
         "threads), "
         + (
@@ -292,17 +347,17 @@ def write_markdown(res: dict, path: Path) -> None:
             if res["mode"] == "interleaved"
             else "one after the other in one process. "
         )
-        + "rill's recipe: the `digits` preset (EDM loss and preconditioning, AdamW, half-life EMA"
+        + f"rill's recipe: the `{data}` preset (EDM loss and preconditioning, AdamW, half-life EMA"
         + (f"; {json.dumps(r['recipe'])}" if "recipe" in r else "")
         + "), its schedule laid out over the seconds its side has used. "
         f"Peer: ε-prediction on DDPMScheduler's linear schedule, AdamW lr {res['lr']}, diffusers EMAModel. "
-        f'Evaluation: {res["n"]} images per prompt for the 10 prompts "a handwritten digit k", sampler '
+        f"Evaluation: {res['n']} images per prompt for {setup['prompts']}, sampler "
         f"`{res['sampler']}` at NFE {res['nfe']} for both, rill's feature CNN for FD / precision / recall, "
-        "adherence = RBF-SVM fitted only on the 359 held-out digits.",
+        f"{setup['judge']}.",
         "",
         "| | parameters | steps | images seen | train s |",
         "|---|---:|---:|---:|---:|",
-        f"| rill (EDM, `digits` preset) | {r['params']:,} | {r['steps']} | {r['images']} | {r['seconds']} |",
+        f"| rill (EDM, `{data}` preset) | {r['params']:,} | {r['steps']} | {r['images']} | {r['seconds']} |",
         f"| diffusers UNet2DConditionModel + DDPMScheduler (ε) | {p['params']:,} | {p['steps']} | "
         f"{p['images']} | {p['seconds']} |",
         "",
@@ -319,20 +374,24 @@ def write_markdown(res: dict, path: Path) -> None:
     floor = next(iter(res["evals"].values()))["rill"]["fd_real_floor"]
     lines += [
         "",
-        f"Real vs real FD (held-out digits vs the train split): {floor:.2f}. "
+        f"Real vs real FD ({setup['floor']}): {floor:.2f}. "
         f"FD ratio diffusers / rill: "
         + ", ".join(f"w={g}: {row['ratio']:.2f}x" for g, row in res["evals"].items())
         + f". Target: >= 1.5x. Load average during the run: {res['load']}.",
         "",
     ]
-    best = {
-        name: min((row[name]["fd"], g) for g, row in res["evals"].items()) for name in ("rill", "diffusers")
-    }
-    (fd_r, w_r), (fd_d, w_d) = best["rill"], best["diffusers"]
+    from rill.eval.guidance import choose_setting
+
+    evals = res["evals"]
+    w_r, w_d = (choose_setting({g: row[name] for g, row in evals.items()}) for name in ("rill", "diffusers"))
+    fd_r, fd_d = evals[w_r]["rill"]["fd"], evals[w_d]["diffusers"]["fd"]
     lines += [
-        f"Each at its best evaluated guidance: rill FD {fd_r:.2f} (w={w_r}), diffusers {fd_d:.2f} (w={w_d}): "
+        "Each at its best evaluated guidance (the lowest FD among the settings whose adherence reaches "
+        "min(98%, its best − 2%): rill.eval.guidance's rule; w@lo-hi = guidance only for σ in [lo, hi]): "
+        f"rill FD {fd_r:.2f} (w={w_r}), diffusers {fd_d:.2f} (w={w_d}): "
         f"ratio {fd_d / fd_r:.2f}x (target >= 1.5x, i.e. rill's FD <= 0.67x the peer's); rill's "
-        f"prompted-digit accuracy there: {100 * res['evals'][w_r]['rill']['adherence']:.1f}% (target 98%).",
+        f"adherence there: {100 * res['evals'][w_r]['rill']['adherence']:.1f}% (target 98%), the peer's "
+        f"{100 * res['evals'][w_d]['diffusers']['adherence']:.1f}%.",
         "",
     ]
     path.write_text("\n".join(lines))
@@ -341,15 +400,17 @@ def write_markdown(res: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     # fmt: off
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", choices=sorted(SETUPS), default="digits", help="dataset (and rill preset)")
     ap.add_argument("--minutes", type=float, default=4.0, help="wall-clock training budget per model")
     ap.add_argument("--batch-size", type=int, default=128, help="the peer's batch size")
     ap.add_argument("--rill-batch", type=int, default=None, help="rill's batch size (default: its preset's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=2e-3, help="peer learning rate (rill's preset: 2e-3 too)")
-    ap.add_argument("--n", type=int, default=50, help="images per prompt in the evaluation")
+    ap.add_argument("--n", type=int, default=None, help="images per prompt (50 digits, 16 shapes)")
     ap.add_argument("--nfe", type=int, default=16)
     ap.add_argument("--sampler", default="dpmpp_2m")
-    ap.add_argument("--guidance", default="1,1.5,2,3", help="comma-separated CFG scales to evaluate")
+    ap.add_argument("--guidance", default="1,1.5,2,3,1.5@0-1,2@0-0.5,3@0-0.5",
+                    help="comma-separated CFG scales to evaluate; w@lo-hi: guidance only for σ in [lo, hi]")
     ap.add_argument("--mode", choices=("interleaved", "sequential"), default="interleaved",
                     help="interleaved: one loop alternating steps, fair under a shared CPU (default); "
                     "sequential: rill.train then the peer, each for --minutes of wall clock")
@@ -363,35 +424,39 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(json.loads(out.with_suffix(".json").read_text()), out)
         print(out.read_text())
         return 0
+    args.n = args.n or SETUPS[args.data]["n"]
+    if args.mode == "sequential" and args.data != "digits":
+        ap.error("--mode sequential trains the digits preset only; use --mode interleaved")
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rill.eval import evaluate_model
+    from rill.eval.guidance import parse_setting
 
     print(f"training rill and the diffusers peer ({args.mode}), {args.minutes} min each ...", flush=True)
     if args.mode == "interleaved":
-        trained = train_interleaved(args.minutes, args.batch_size, args.lr, 0, args.rill_batch)
+        trained = train_interleaved(args.minutes, args.batch_size, args.lr, 0, args.rill_batch, args.data)
     else:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         trained = train_sequential(args.minutes, args.batch_size, args.lr, Path(args.work), args.threads)
     (rill_model, rill_stats), (unet, peer_stats) = trained["rill"], trained["diffusers"]
-    peer = PeerModel(unet, trained["encoder"])
+    peer = PeerModel(unet, trained["encoder"], shape=SETUPS[args.data]["shape"], dataset=args.data)
     print(
         f"  rill {rill_stats['steps']} steps, diffusers {peer_stats['steps']} steps; evaluating ...",
         flush=True,
     )
     keys = ("fd", "fd_real_floor", "precision", "recall", "adherence", "diversity", "clipped", "saturation")
     evals = {}
-    for g in (float(s) for s in args.guidance.split(",")):
+    for g in (s.strip() for s in args.guidance.split(",")):
+        w, span = parse_setting(g)  # "2" or "2@0-0.5": w = 2, only for σ in [0, 0.5]
+        kw = dict(guidance=w, guidance_interval=span or (0.0, math.inf), seed=0, log=False)
         row = {}
         for name, model in (("rill", rill_model), ("diffusers", peer)):
-            r = evaluate_model(
-                model, "digits", n=args.n, nfe=args.nfe, sampler=args.sampler, guidance=g, seed=0, log=False
-            )
+            r = evaluate_model(model, args.data, n=args.n, nfe=args.nfe, sampler=args.sampler, **kw)
             row[name] = {k: r[k] for k in keys}
             print(f"  w={g} {name}: FD {r['fd']:.2f} adherence {r['adherence']:.3f}", flush=True)
         row["ratio"] = row["diffusers"]["fd"] / max(row["rill"]["fd"], 1e-12)
         evals[g] = row
-    args_used = ("mode", "lr", "minutes", "batch_size", "threads", "n", "nfe", "sampler")
+    args_used = ("data", "mode", "lr", "minutes", "batch_size", "threads", "n", "nfe", "sampler")
     res = {k: getattr(args, k) for k in args_used}
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     res.update(machine=f"{os.cpu_count()} CPU cores (shared)", load=load, rill=rill_stats,

@@ -25,9 +25,11 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     ),
     # 32×32 RGB shapes with colour / shape captions: 4×4 patches -> 8×8 -> 4×4, 48 channels (no narrower than
     # the 48 values of a patch); about 4× the images per second of "small" on a CPU. The EMA half-life is
-    # capped by ema_rampup at 5% of the images seen.
+    # capped by ema_rampup at 5% of the images seen. A linear cooldown over the last 30% of the budget (steps
+    # or `--minutes`), as the bundled model had (its lr fell to 0 at step 17,500)
     "shapes": dict(
-        data="shapes", steps=20_000, batch_size=128, lr=2e-3, warmup_steps=200, ema_halflife_images=50_000,
+        data="shapes", steps=20_000, batch_size=128, lr=2e-3, warmup_steps=200, lr_schedule="wsd",
+        cooldown_fraction=0.3, ema_halflife_images=50_000,
         sample_every=1000, checkpoint_every=250, out_dir="runs/shapes",
         model=dict(
             net="unet2d", net_preset="small", shape=(3, 32, 32), text_encoder="minilm", dataset="shapes",
