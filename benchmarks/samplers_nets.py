@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -113,7 +114,8 @@ class Case:
         shape = tuple(model.config.shape)
         gens = [torch.Generator().manual_seed(s) for _ in prompts for s in seeds]
         self.z = torch.stack([torch.randn(shape, generator=g) for g in gens])  # (B, C, H, W) unit noise
-        guided, cond = guided_denoiser(model, self.prompts, "", w, model.device)
+        # guidance at every σ, whatever guidance interval the model file recommends: the tables' definition
+        guided, cond = guided_denoiser(model, self.prompts, "", w, model.device, (0.0, math.inf))
         self.calls = 0
 
         def denoiser(x: Tensor, sigma: Tensor, c=None) -> Tensor:

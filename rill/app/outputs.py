@@ -55,10 +55,16 @@ def image_settings(
     return {
         "prompt": prompt, "negative": negative, "seed": seed, "sampler": sampler, "nfe": nfe,
         "guidance": float(w), "sigma_min": lo, "sigma_max": hi,
+        "guidance_interval": _interval(getattr(model.config, "guidance_interval", None)),
         "model": spec if spec in BUNDLED else str(Path(path).resolve()), "model_hash": file_hash(Path(path)),
         "size": list(model.config.shape), "lora": list(lora), "device": str(device or "auto"),
         "rill": __version__,
     }  # fmt: skip
+
+
+def _interval(span: Any) -> list[float] | None:
+    """The model's guidance interval as recorded (a JSON list), None when guidance acts at every σ."""
+    return None if span is None else [float(v) for v in span]
 
 
 def png_text(settings: dict[str, Any]) -> dict[str, str]:
