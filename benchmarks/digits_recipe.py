@@ -70,6 +70,7 @@ VARIANTS: dict[str, dict] = {
     "p-c24": {"model.net_overrides.channels": 24},  # the preset since session 11
     "p-c24-drop0.1": {"model.net_overrides.channels": 24, "model.net_overrides.dropout": 0.1},
     "p-c32": {"model.net_overrides.channels": 32},
+    "p-c24-pmean-0.6": {"model.net_overrides.channels": 24, "p_mean": -0.6},  # more weight on high noise
 }  # fmt: skip
 
 

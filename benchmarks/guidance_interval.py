@@ -44,12 +44,13 @@ def run(name: str) -> dict:
 
 def test(name: str, key: str) -> dict:
     """`rill eval NAME` (test prompts and seeds) at the setting `key` ("2" or "2@0-0.5")."""
-    from rill.eval.cli import load_checkpoint
+    from rill.eval.cli import DEFAULT_N, load_checkpoint
     from rill.eval.guidance import parse_setting
     from rill.eval.run import evaluate_model
 
     w, span = parse_setting(key)
-    r = evaluate_model(load_checkpoint(name), name, guidance=w, guidance_interval=span or (0.0, math.inf))
+    kw = dict(n=DEFAULT_N[name], guidance=w, guidance_interval=span or (0.0, math.inf))
+    r = evaluate_model(load_checkpoint(name), name, **kw)
     return {k: round(float(r[k]), 4) for k in ("fd", "adherence", "fd_real_floor") if r.get(k) is not None}
 
 
