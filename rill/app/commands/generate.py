@@ -7,7 +7,10 @@ during the run, 130 Ctrl-C (the images of the batches already finished are on di
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -139,8 +142,10 @@ def run(args: argparse.Namespace) -> int:
 
     batches = range(0, args.n, args.batch_size)
     bar = tqdm(total=args.n, unit="img", disable=len(batches) == 1, file=sys.stderr, dynamic_ncols=True)
-    with adapted(model, args) as adapted_model, bar:
+    with adapted(model, args) as adapted_model, bar, _ctrl_c_between_batches() as asked:
         for start in batches:  # per-sample seeds: a batch's images equal those of one big call
+            if asked():  # Ctrl-C during the last batch: stop here, its images are on disk
+                raise KeyboardInterrupt
             k = min(args.batch_size, args.n - start)
             callback = record if args.gif and start == 0 else None
             images = generate(
@@ -172,6 +177,27 @@ def run(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - t0:.2f} s in total"
     )
     return 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_between_batches():
+    """The first SIGINT is noted and acted on at the next batch boundary (a KeyboardInterrupt raised inside
+    torch or tqdm could be swallowed there, and the run would go on); a second one interrupts at once. The
+    previous handler is restored on exit. Yields `asked()`."""
+    state = {"asked": False}
+
+    def handle(signum, frame):
+        if state["asked"]:
+            raise KeyboardInterrupt
+        state["asked"] = True
+
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, handle) if main else None
+    try:
+        yield lambda: state["asked"]
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
 
 
 def _settings(args: argparse.Namespace, spec: str, path: Path, model) -> dict:
