@@ -71,6 +71,9 @@ VARIANTS: dict[str, dict] = {
     "p-c24-drop0.1": {"model.net_overrides.channels": 24, "model.net_overrides.dropout": 0.1},
     "p-c32": {"model.net_overrides.channels": 32},
     "p-c24-pmean-0.6": {"model.net_overrides.channels": 24, "p_mean": -0.6},  # more weight on high noise
+    # session 12: the parametrisation (flow matching won big on emoji; the peer trains epsilon, unweighted)
+    "p-c24-flow": {"model.net_overrides.channels": 24, "model.parametrisation": "flow"},
+    "p-c24-eps": {"model.net_overrides.channels": 24, "model.parametrisation": "epsilon", "min_snr_gamma": None},
 }  # fmt: skip
 
 
