@@ -73,7 +73,12 @@ VARIANTS: dict[str, dict] = {
     "p-c24-pmean-0.6": {"model.net_overrides.channels": 24, "p_mean": -0.6},  # more weight on high noise
     # session 12: the parametrisation (flow matching won big on emoji; the peer trains epsilon, unweighted)
     "p-c24-flow": {"model.net_overrides.channels": 24, "model.parametrisation": "flow"},
-    "p-c24-eps": {"model.net_overrides.channels": 24, "model.parametrisation": "epsilon", "min_snr_gamma": None},
+    "p-c24-eps": {"model.net_overrides.channels": 24, "model.parametrisation": "epsilon",
+                  "min_snr_gamma": None},
+    # session 13: non-leaky shift augmentation against memorising (benchmarks/results/digits_overfit.md)
+    "p-c24-aug0.5": {"model.net_overrides.channels": 24, "augment_p": 0.5},
+    "p-c32-aug0.5": {"model.net_overrides.channels": 32, "augment_p": 0.5},
+    "p-c24-aug0.8": {"model.net_overrides.channels": 24, "augment_p": 0.8},
 }  # fmt: skip
 
 

@@ -198,10 +198,12 @@ def rill_stepper(
     schedule via rill.train.lr_factor with the seconds this side has used, grad clipping, rill.ema.EMA)."""
     from rill.model import DiffusionModel
     from rill.train import lr_factor, train_preset
+    from rill.train.augment import add_augment_label, shift_augment
     from rill.train.ema import EMA
 
     cfg = train_preset(preset, seed=seed, minutes=minutes, steps=None,
                        **({"batch_size": batch_size} if batch_size else {}))  # fmt: skip
+    add_augment_label(cfg)
     batch_size = cfg.batch_size
     torch.manual_seed(seed)
     model = DiffusionModel(cfg.model, text_encoder=bank.encoder).train()
@@ -220,8 +222,12 @@ def rill_stepper(
         cond = bank.lookup(
             [captions[i] for i in idx.tolist()], torch.rand(batch_size, generator=g) < cfg.caption_dropout
         )
+        x0 = images[idx]
+        if cfg.augment_p > 0:  # as rill.train does (rill/train/augment.py)
+            x0, label = shift_augment(x0, cfg.augment_shift, cfg.augment_p, g)
+            cond = {**cond, "augment": label}
         loss = model.loss(
-            images[idx],
+            x0,
             cond,
             generator=g,
             p_mean=cfg.p_mean,
@@ -256,6 +262,7 @@ def rill_stepper(
                     "ema_rampup",
                     "p_mean",
                     "p_std",
+                    "augment_p",
                 )
             },
             "final_loss": sum(last) / max(1, len(last)),

@@ -122,12 +122,17 @@ class CondEmbedding(nn.Module):
     - noise: Fourier features + 2-layer MLP;
     - ``cond["pooled"]`` (B, pooled_dim): a linear projection is added (nothing is added when absent);
     - ``cond["labels"]`` (B,) long: a learned embedding is added; a missing key, or a negative label (e.g. -1,
-      for classifier-free-guidance dropout), or the label ``num_classes`` selects the learned *null* class.
+      for classifier-free-guidance dropout), or the label ``num_classes`` selects the learned *null* class;
+    - ``cond["augment"]`` (B, augment_dim): the training augmentation's label (non-leaky augmentation,
+      Karras et al. 2022, App. B.5), projected without bias: its absence (sampling) is label 0, not augmented.
 
     The result is returned after SiLU, ready for the FiLM projections of the blocks (computed once per call).
     """
 
-    def __init__(self, emb_dim: int, noise_features: int, pooled_dim: int = 0, num_classes: int = 0) -> None:
+    def __init__(
+        self, emb_dim: int, noise_features: int, pooled_dim: int = 0, num_classes: int = 0,
+        augment_dim: int = 0,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.num_classes = num_classes
         self.fourier = FourierEmbedding(noise_features)
@@ -136,6 +141,7 @@ class CondEmbedding(nn.Module):
         )
         self.pooled_proj = nn.Linear(pooled_dim, emb_dim) if pooled_dim else None
         self.label_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.augment_proj = nn.Linear(augment_dim, emb_dim, bias=False) if augment_dim else None
 
     def forward(self, c_noise: Tensor, cond: Cond | None, batch_size: int) -> Tensor:
         c_noise = torch.as_tensor(c_noise, device=self.fourier.freqs.device).reshape(-1)
@@ -157,6 +163,8 @@ class CondEmbedding(nn.Module):
                 idx = labels.long().reshape(-1)
                 idx = torch.where(idx < 0, self.num_classes, idx)
             emb = emb + self.label_emb(idx)
+        if self.augment_proj is not None and cond.get("augment") is not None:
+            emb = emb + self.augment_proj(cond["augment"].to(emb.dtype))
         return F.silu(emb)
 
 

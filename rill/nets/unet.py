@@ -59,6 +59,7 @@ class UNetConfig:
     context_dim: int = 0  # width D of cond["tokens"]; 0 = no cross-attention
     pooled_dim: int = 0  # width of cond["pooled"]; 0 = ignored
     num_classes: int = 0  # 0 = no label embedding
+    augment_dim: int = 0  # width of cond["augment"], the training augmentation's label; 0 = none
     head_dim: int = 32
     emb_dim: int | None = None  # None -> 4 * channels
     dropout: float = 0.0
@@ -82,7 +83,7 @@ class UNetConfig:
         for name in ("out_channels", "emb_dim"):
             if getattr(self, name) is not None:
                 check_positive(self, name)
-        for name in ("context_dim", "pooled_dim", "num_classes", "refine_channels"):
+        for name in ("context_dim", "pooled_dim", "num_classes", "augment_dim", "refine_channels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.channel_mult or min(self.channel_mult) < 1:
@@ -146,7 +147,9 @@ class UNet(nn.Module):
         ctx = cfg.context_dim > 0
 
         noise_features = max(16, cfg.channels - cfg.channels % 2)
-        self.embed = CondEmbedding(cfg.resolved_emb_dim, noise_features, cfg.pooled_dim, cfg.num_classes)
+        self.embed = CondEmbedding(
+            cfg.resolved_emb_dim, noise_features, cfg.pooled_dim, cfg.num_classes, cfg.augment_dim
+        )
         self.conv_in = conv_nd(dims, cfg.in_channels * p**dims, cfg.channels, 3, padding=1)
 
         ch = cfg.channels

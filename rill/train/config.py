@@ -40,6 +40,10 @@ class TrainConfig:
     ema_halflife_images: float | None = 20_000.0  # ... half-life in images (Karras et al. 2022, App. F)
     ema_rampup: float | None = 0.05  # half-life ≤ rampup · images seen (EDM's ema_rampup_ratio)
     caption_dropout: float = 0.1  # captions replaced by "" (the unconditional embedding)
+    # non-leaky shift augmentation (rill/train/augment.py): each image moved by up to augment_shift px with
+    # probability augment_p, the shift told to the net (its augment_dim is set to match); 0 = off
+    augment_p: float = 0.0
+    augment_shift: int = 1
     min_snr_gamma: float | None = 5.0  # epsilon / v only (Hang et al. 2023); None = unweighted
     p_mean: float = -1.2  # EDM training σ: ln σ ~ N(p_mean, p_std²) (Karras et al. 2022, Table 1)
     p_std: float = 1.2
@@ -91,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         check_range("weight_decay", self.weight_decay, 0.0, math.inf)
         check_range("caption_dropout", self.caption_dropout, 0.0, 1.0)
+        check_range("augment_p", self.augment_p, 0.0, 1.0)
+        check_int("augment_shift", self.augment_shift, 1)
         if self.grad_clip is not None:
             check_range("grad_clip", self.grad_clip, 0.0, math.inf, lo_open=True)
         if self.ema_decay is not None:

@@ -31,6 +31,7 @@ from ..model.bundle import DiffusionModel
 from ..model.config import config_to_dict
 from ..model.files import atomic_write_text, save_model
 from ..viz.preview import save_preview
+from .augment import add_augment_label, shift_augment
 from .batches import CaptionBank, ShardedBatches, batch_indices
 from .checkpoint import (
     Checkpoint,
@@ -315,6 +316,7 @@ def train(
             f"set model.shape={list(shape)}"
         )
     cfg.model.dataset, cfg.model.cfg_dropout = cfg.data, cfg.caption_dropout
+    add_augment_label(cfg)  # the net reads the augmentation's label (rill/train/augment.py)
     model = DiffusionModel(cfg.model).to(dev)
     cfg.model = model.config  # resolved (full backbone fields, encoder spec): what the files record
     out.mkdir(parents=True, exist_ok=True)  # only now: a run that fails to start leaves no empty folder
@@ -398,6 +400,9 @@ def train(
             x0, captions, _ = batches.get(step)
             drop = torch.rand(len(captions), generator=noise) < cfg.caption_dropout
             cond = bank.lookup(captions, drop, dev) if bank is not None else None
+            if cfg.augment_p > 0:
+                x0, label = shift_augment(x0, cfg.augment_shift, cfg.augment_p, noise)
+                cond = {**(cond or {}), "augment": label.to(dev)}
             with amp.autocast():
                 loss = objective(x0.to(dev), cond, noise).mean()
             time_up = cfg.minutes is not None and wall() >= 60 * cfg.minutes
