@@ -336,6 +336,31 @@ def train_sequential(minutes: float, batch_size: int, lr: float, work: Path, thr
 # fmt: on
 
 
+SIGMAS = (0.1, 0.2, 0.5, 1.0)
+
+
+def denoise_errors(models: dict) -> dict:
+    """Per model and σ, the x0 error per pixel on the train and held-out digits (same noise for both)."""
+    from benchmarks.digits_overfit import denoise_error
+    from rill.data.digits import DigitsDataset
+
+    sets = {split: DigitsDataset(split) for split in ("train", "heldout")}
+    return {name: {str(s): {split: denoise_error(m, d.images, d.captions, s) for split, d in sets.items()}
+                   for s in SIGMAS} for name, m in models.items()}  # fmt: skip
+
+
+def denoise_table(err: dict) -> list[str]:
+    lines = ["Denoising error per pixel on the 359 held-out digits (the 1,438 training digits in brackets), "
+             "the same noise for both models: lower held-out error is better generalisation, and a held-out "
+             "error far above the train error is memorising (benchmarks/digits_overfit.py).", "",
+             "| model | " + " | ".join(f"σ = {s}" for s in err["rill"]) + " |",
+             "|---|" + "---:|" * len(err["rill"])]  # fmt: skip
+    for name, row in err.items():
+        cells = " | ".join(f"{v['heldout']:.4f} ({v['train']:.4f})" for v in row.values())
+        lines.append(f"| {name} | {cells} |")
+    return lines + [""]
+
+
 def write_markdown(res: dict, path: Path) -> None:
     r, p = res["rill"], res["diffusers"]
     data = res.get("data", "digits")
@@ -345,6 +370,7 @@ def write_markdown(res: dict, path: Path) -> None:
         "",
         f"Written by `python benchmarks/train_vs_diffusers.py --minutes {res['minutes']} "
         + (f"--data {data} " if data != "digits" else "")
+        + (f"--seed {res['seed']} " if res.get("seed") else "")
         + f"--mode {res['mode']}` on {res['machine']}. "
         f"Each model trained for {res['minutes']} min of wall clock on {setup['about']} "
         f"(batch: rill {r.get('batch', res['batch_size'])}, diffusers {res['batch_size']}; {res['threads']} "
@@ -401,6 +427,8 @@ def write_markdown(res: dict, path: Path) -> None:
         f"{100 * res['evals'][w_d]['diffusers']['adherence']:.1f}%.",
         "",
     ]
+    if "denoise_error" in res:
+        lines += denoise_table(res["denoise_error"])
     path.write_text("\n".join(lines))
 
 
@@ -412,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=128, help="the peer's batch size")
     ap.add_argument("--rill-batch", type=int, default=None, help="rill's batch size (default: its preset's)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="training seed of both (evaluation seeds stay 0..)")
     ap.add_argument("--lr", type=float, default=2e-3, help="peer learning rate (rill's preset: 2e-3 too)")
     ap.add_argument("--n", type=int, default=None, help="images per prompt (50 digits, 16 shapes)")
     ap.add_argument("--nfe", type=int, default=16)
@@ -441,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"training rill and the diffusers peer ({args.mode}), {args.minutes} min each ...", flush=True)
     if args.mode == "interleaved":
-        trained = train_interleaved(args.minutes, args.batch_size, args.lr, 0, args.rill_batch, args.data)
+        trained = train_interleaved(
+            args.minutes, args.batch_size, args.lr, args.seed, args.rill_batch, args.data
+        )
     else:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         trained = train_sequential(args.minutes, args.batch_size, args.lr, Path(args.work), args.threads)
@@ -463,8 +494,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  w={g} {name}: FD {r['fd']:.2f} adherence {r['adherence']:.3f}", flush=True)
         row["ratio"] = row["diffusers"]["fd"] / max(row["rill"]["fd"], 1e-12)
         evals[g] = row
-    args_used = ("data", "mode", "lr", "minutes", "batch_size", "threads", "n", "nfe", "sampler")
+    args_used = ("data", "mode", "lr", "minutes", "batch_size", "threads", "n", "nfe", "sampler", "seed")
     res = {k: getattr(args, k) for k in args_used}
+    if args.data == "digits":  # generalisation without sampling noise (benchmarks/digits_overfit.py)
+        res["denoise_error"] = denoise_errors({"rill": rill_model, "diffusers": peer})
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     res.update(machine=f"{os.cpu_count()} CPU cores (shared)", load=load, rill=rill_stats,
                diffusers=peer_stats, evals=evals)  # fmt: skip
