@@ -43,6 +43,30 @@ def denoise_error(model, images: torch.Tensor, captions: list[str], sigma: float
     return total / images.numel()
 
 
+PEER_SIGMAS = (0.1, 0.2, 0.5, 1.0)  # train_vs_diffusers.py's table
+
+
+def denoise_errors(models: dict) -> dict:
+    """Per model and σ, the x0 error per pixel on the train and held-out digits (same noise for both)."""
+    from rill.data.digits import DigitsDataset
+
+    sets = {split: DigitsDataset(split) for split in ("train", "heldout")}
+    return {name: {str(s): {split: denoise_error(m, d.images, d.captions, s) for split, d in sets.items()}
+                   for s in PEER_SIGMAS} for name, m in models.items()}  # fmt: skip
+
+
+def denoise_table(err: dict) -> list[str]:
+    lines = ["Denoising error per pixel on the 359 held-out digits (the 1,438 training digits in brackets), "
+             "the same noise for both models: lower held-out error is better generalisation, and a held-out "
+             "error far above the train error is memorising (benchmarks/digits_overfit.py).", "",
+             "| model | " + " | ".join(f"σ = {s}" for s in err["rill"]) + " |",
+             "|---|" + "---:|" * len(err["rill"])]  # fmt: skip
+    for name, row in err.items():
+        cells = " | ".join(f"{v['heldout']:.4f} ({v['train']:.4f})" for v in row.values())
+        lines.append(f"| {name} | {cells} |")
+    return lines + [""]
+
+
 def nearest(a: torch.Tensor, b: torch.Tensor, exclude_self: bool = False) -> torch.Tensor:
     """Per row of a, the L2 distance (pixels in [-1, 1]) to its nearest row of b."""
     d = torch.cdist(a.flatten(1), b.flatten(1))

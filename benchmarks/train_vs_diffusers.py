@@ -198,7 +198,7 @@ def rill_stepper(
     schedule via rill.train.lr_factor with the seconds this side has used, grad clipping, rill.ema.EMA)."""
     from rill.model import DiffusionModel
     from rill.train import lr_factor, train_preset
-    from rill.train.augment import add_augment_label, shift_augment
+    from rill.train.augment import add_augment_label, augment_batch
     from rill.train.ema import EMA
 
     cfg = train_preset(preset, seed=seed, minutes=minutes, steps=None,
@@ -222,10 +222,7 @@ def rill_stepper(
         cond = bank.lookup(
             [captions[i] for i in idx.tolist()], torch.rand(batch_size, generator=g) < cfg.caption_dropout
         )
-        x0 = images[idx]
-        if cfg.augment_p > 0:  # as rill.train does (rill/train/augment.py)
-            x0, label = shift_augment(x0, cfg.augment_shift, cfg.augment_p, g)
-            cond = {**cond, "augment": label}
+        x0, cond = augment_batch(images[idx], cond, cfg, g)  # as rill.train does
         loss = model.loss(
             x0,
             cond,
@@ -336,31 +333,6 @@ def train_sequential(minutes: float, batch_size: int, lr: float, work: Path, thr
 # fmt: on
 
 
-SIGMAS = (0.1, 0.2, 0.5, 1.0)
-
-
-def denoise_errors(models: dict) -> dict:
-    """Per model and σ, the x0 error per pixel on the train and held-out digits (same noise for both)."""
-    from benchmarks.digits_overfit import denoise_error
-    from rill.data.digits import DigitsDataset
-
-    sets = {split: DigitsDataset(split) for split in ("train", "heldout")}
-    return {name: {str(s): {split: denoise_error(m, d.images, d.captions, s) for split, d in sets.items()}
-                   for s in SIGMAS} for name, m in models.items()}  # fmt: skip
-
-
-def denoise_table(err: dict) -> list[str]:
-    lines = ["Denoising error per pixel on the 359 held-out digits (the 1,438 training digits in brackets), "
-             "the same noise for both models: lower held-out error is better generalisation, and a held-out "
-             "error far above the train error is memorising (benchmarks/digits_overfit.py).", "",
-             "| model | " + " | ".join(f"σ = {s}" for s in err["rill"]) + " |",
-             "|---|" + "---:|" * len(err["rill"])]  # fmt: skip
-    for name, row in err.items():
-        cells = " | ".join(f"{v['heldout']:.4f} ({v['train']:.4f})" for v in row.values())
-        lines.append(f"| {name} | {cells} |")
-    return lines + [""]
-
-
 def write_markdown(res: dict, path: Path) -> None:
     r, p = res["rill"], res["diffusers"]
     data = res.get("data", "digits")
@@ -428,6 +400,8 @@ def write_markdown(res: dict, path: Path) -> None:
         "",
     ]
     if "denoise_error" in res:
+        from benchmarks.digits_overfit import denoise_table
+
         lines += denoise_table(res["denoise_error"])
     path.write_text("\n".join(lines))
 
@@ -497,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     args_used = ("data", "mode", "lr", "minutes", "batch_size", "threads", "n", "nfe", "sampler", "seed")
     res = {k: getattr(args, k) for k in args_used}
     if args.data == "digits":  # generalisation without sampling noise (benchmarks/digits_overfit.py)
+        from benchmarks.digits_overfit import denoise_errors
+
         res["denoise_error"] = denoise_errors({"rill": rill_model, "diffusers": peer})
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     res.update(machine=f"{os.cpu_count()} CPU cores (shared)", load=load, rill=rill_stats,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AUGMENT_DIM", "shift_augment", "add_augment_label"]
+__all__ = ["AUGMENT_DIM", "shift_augment", "add_augment_label", "augment_batch"]
 
 AUGMENT_DIM = 2  # the label: (dx, dy) / max_shift, 0 where the image is untouched
 
@@ -21,6 +21,17 @@ def add_augment_label(cfg) -> None:
     place; nothing when augment_p is 0). Call it before the model is built."""
     if cfg.augment_p > 0:
         cfg.model.net_overrides = {**(cfg.model.net_overrides or {}), "augment_dim": AUGMENT_DIM}
+
+
+def augment_batch(
+    x0: Tensor, cond: dict | None, cfg, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> tuple[Tensor, dict | None]:
+    """A training batch (on the CPU, where `generator` draws) as TrainConfig `cfg` wants it: shifted, and
+    labelled in cond["augment"] on `device`, when augment_p > 0; else unchanged."""
+    if cfg.augment_p <= 0:
+        return x0, cond
+    x0, label = shift_augment(x0, cfg.augment_shift, cfg.augment_p, generator)
+    return x0, {**(cond or {}), "augment": label.to(device)}
 
 
 def shift_augment(x0: Tensor, max_shift: int, p: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:

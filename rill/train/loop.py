@@ -31,7 +31,7 @@ from ..model.bundle import DiffusionModel
 from ..model.config import config_to_dict
 from ..model.files import atomic_write_text, save_model
 from ..viz.preview import save_preview
-from .augment import add_augment_label, shift_augment
+from .augment import add_augment_label, augment_batch
 from .batches import CaptionBank, ShardedBatches, batch_indices
 from .checkpoint import (
     Checkpoint,
@@ -400,9 +400,7 @@ def train(
             x0, captions, _ = batches.get(step)
             drop = torch.rand(len(captions), generator=noise) < cfg.caption_dropout
             cond = bank.lookup(captions, drop, dev) if bank is not None else None
-            if cfg.augment_p > 0:
-                x0, label = shift_augment(x0, cfg.augment_shift, cfg.augment_p, noise)
-                cond = {**(cond or {}), "augment": label.to(dev)}
+            x0, cond = augment_batch(x0, cond, cfg, noise, dev)
             with amp.autocast():
                 loss = objective(x0.to(dev), cond, noise).mean()
             time_up = cfg.minutes is not None and wall() >= 60 * cfg.minutes
