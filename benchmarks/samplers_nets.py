@@ -71,7 +71,8 @@ TEST_SEEDS = {"digits": range(1000, 1003), "shapes": range(1000, 1002), "emoji":
 REF_NFE, REF_CHECK_NFE, REF_SAMPLER = 200, 100, "dpmpp_3m"  # the reference, and the run that checks it
 
 RILL = [  # (label, sampler, options, grid) on rill's σ range [0.002, 80]
-    ("rill default (auto)", "auto", {}, None),
+    ("rill default (auto)", "auto", {}, None),  # with the model's tuned plans, as generate() runs it
+    ("rill auto, untuned", "auto", {"tuned": False}, None),  # auto's own table only
     ("rill DPM++ 2M Karras", "dpmpp_2m", {}, "karras"),
     ("rill UniPC-3 Karras", "unipc", {"order": 3}, "karras"),
 ]
@@ -157,7 +158,15 @@ def rms(x: Tensor, ref: Tensor) -> float:
 @torch.no_grad()
 def run_rill(case: Case, sampler: str, options: dict, grid, nfe: int, sigma_max: float = 80.0) -> Tensor:
     import rill
+    from rill.inference.plans import plan_for
 
+    # "auto" as generate() runs it: the model's tuned plan for this budget and guidance, if it has one
+    options = dict(options)
+    tuned = options.pop("tuned", True) and sampler == "auto"
+    plan = plan_for(case.model, sampler, nfe, case.w, 0.002, sigma_max, None) if tuned else None
+    if plan is not None:
+        sampler, options = plan["sampler"], plan["options"]
+        grid = torch.tensor(plan["sigmas"], dtype=torch.float64)
     case.calls = 0
     x = rill.sample(case.denoiser, case.z, nfe=nfe, sampler=sampler, grid=grid, sigma_max=sigma_max,
                     guided=case.w != 1, **options)  # fmt: skip

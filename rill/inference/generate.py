@@ -225,7 +225,8 @@ def generate(
             )
 
     # a plan `rill tune-sampler` fitted to this model for this budget and guidance (only for "auto")
-    plan = plan_for(model, sampler, nfe, float(w), lo, hi) if sigma_start is None else None
+    span = guidance_interval if guidance_interval is not None else config_value(model, "guidance_interval")
+    plan = plan_for(model, sampler, nfe, float(w), lo, hi, span) if sigma_start is None else None
     grid, options = None, {}
     if plan is not None:
         sampler, grid, options = (

@@ -9,7 +9,7 @@ the names users know. budget.py turns a budget of denoiser calls into a sampler,
 
 from __future__ import annotations
 
-from . import ancestral, dpmpp, heun, ipndm, langevin, unipc  # noqa: F401  (each registers its samplers)
+from . import ancestral, dpmpp, heun, ipndm, langevin, lms, unipc  # noqa: F401  (each registers its samplers)
 from .budget import AUTO, AUTO_GUIDED, DEFAULT_GRID, resolve, sample, sigmas_for, steps_for
 from .registry import INFO, SAMPLERS, SamplerInfo, get_sampler, one_call_per_step, register
 
