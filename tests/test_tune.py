@@ -131,3 +131,35 @@ def test_lms_reproduces_the_solvers_it_is_read_from():
         linear_weights("heun", sigmas_for("heun", 7, 0.002, 80, "karras"))
     with pytest.raises(ValueError, match="sum to 1"):
         get_sampler("lms")(gm, z, torch.tensor([80.0, 1.0, 0.0]), weights=[[1.0], [0.5, 0.4]])
+
+
+def test_cli_tunes_several_budgets_and_guidances_into_the_file(tmp_path, capsys):
+    from rill.app.cli import main
+
+    path = save_model(tiny_digits_model(), tmp_path / "m.safetensors")
+    assert (
+        main(
+            ["tune-sampler", str(path), "--nfe", "3,4", "--guidance", "1,2", "--steps", "3", "--prompt", "3"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    m = load_model(path)
+    if "nothing written" in out:
+        assert m.sampling == {}
+        return
+    assert sorted(m.sampling) == ["3", "4"]
+    for key in ("3", "4"):
+        assert sorted(p["guidance"] for p in m.sampling[key]) == [1.0, 2.0]
+    # a second run at one guidance replaces that guidance's plans and keeps the other's
+    args = ["tune-sampler", str(path), "--nfe", "3", "--guidance", "2", "--method", "grid", "--evals", "2"]
+    args += ["--prompt", "3", "--prompt", "5"]
+    assert main(args) == 0
+    again = load_model(path)
+    assert sorted(p["guidance"] for p in again.sampling["3"]) == [1.0, 2.0]  # one plan per guidance, still
+
+
+def test_cli_rejects_a_bad_guidance_interval():
+    cmd = ["tune-sampler", "digits", "--nfe", "8", "--guidance-interval", "2,1", "--out", "x.safetensors"]
+    r = subprocess.run([sys.executable, "-m", "rill", *cmd], capture_output=True, text=True)
+    assert r.returncode == 2 and "LO,HI" in r.stderr and "Traceback" not in r.stderr

@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="guidance values to tune at, e.g. 1,3 (default: the model's)")  # fmt: skip
     p.add_argument("--guidance-interval", type=_interval, metavar="LO,HI|all",
                    help="guidance only for σ in [LO, HI], or 'all' (default: the model's)")  # fmt: skip
+    p.add_argument("--prompt", action="append", dest="prompts", metavar="TEXT",
+                   help="a prompt to tune on (repeatable; default: 6 of the dataset's captions)")  # fmt: skip
     p.add_argument("--method", choices=("learned", "grid"), default="learned",
                    help="learned: grid and solver weights (default); grid: knots only")  # fmt: skip
     p.add_argument("--steps", type=number("int>=1"), default=120, help="gradient steps per budget (learned)")
@@ -64,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} must be a .safetensors file path")
     print(f"torch threads: {set_threads()}")
     model = load_model(path)
-    plans = tune_plans(model, args.nfe, guidance=args.guidance, interval=args.guidance_interval,
-                       method=args.method, steps=args.steps, evals=args.evals, log=print)  # fmt: skip
+    opts = dict(method=args.method, steps=args.steps, evals=args.evals, prompts=args.prompts, log=print)
+    plans = tune_plans(model, args.nfe, guidance=args.guidance, interval=args.guidance_interval, **opts)
     if not any(p["kept"] for p in plans):
         print(f"nothing written: auto's own plans stay the better ones for {path.name} at these budgets")
         return 0
